@@ -1,0 +1,78 @@
+//! `tfrollback diff VERSION`: what rolling back to VERSION would change, from the current
+//! version (or `--against`): outputs, resources, and the input variables a rollback sets.
+
+use crate::cli::DiffArgs;
+use crate::commands::Context;
+use crate::config::Configuration;
+use crate::diff::diff_states;
+use crate::error::{Error, Exit};
+use crate::mapping::{MappingOptions, map_variables};
+use crate::render::{DiffView, Endpoint, VariableView, render_diff};
+use crate::selector;
+
+pub async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
+    let location = ctx.location();
+    let versions = ctx.versions().await?;
+    let target = args.version.resolve(&versions, &location)?;
+    let from = match &args.against {
+        Some(s) => s.resolve(&versions, &location)?.clone(),
+        None => selector::current(&versions, &location)?,
+    };
+    let config = Configuration::load(&ctx.settings.workdir)?;
+    let (from_text, target_text) = tokio::try_join!(ctx.read_text(&from), ctx.read_text(target))?;
+    let from_state = ctx.parse(&from.version_id, &from_text)?;
+    let target_state = ctx.parse(&target.version_id, &target_text)?;
+
+    let options = MappingOptions {
+        maps: args.mapping.maps.clone(),
+        slot_var: args.mapping.slot_var.clone(),
+        include_sensitive: args.mapping.include_sensitive,
+    };
+    let mapping = map_variables(
+        &config,
+        &options,
+        &from_state.outputs,
+        &target_state.outputs,
+        target.version_id.as_str(),
+    )?;
+    let changes = diff_states(&from_state, &target_state);
+    let hide = |v: &serde_json::Value, sensitive: bool| {
+        if sensitive {
+            serde_json::Value::String(crate::SENSITIVE.into())
+        } else {
+            v.clone()
+        }
+    };
+    let view = DiffView {
+        from: Endpoint {
+            version_id: from.version_id.to_string(),
+            serial: from_state.serial,
+            current: from.is_latest,
+        },
+        to: Endpoint {
+            version_id: target.version_id.to_string(),
+            serial: target_state.serial,
+            current: target.is_latest,
+        },
+        outputs: changes.outputs,
+        resources: changes.resources,
+        variables: mapping
+            .variables
+            .iter()
+            .map(|v| VariableView {
+                name: v.name.clone(),
+                current: v.current.as_ref().map(|c| hide(c, v.sensitive)),
+                rollback: hide(&v.rollback, v.sensitive),
+                source: v.source.describe(),
+                slot: mapping.slot_variable.as_deref() == Some(v.name.as_str()),
+            })
+            .collect(),
+        skipped_variables: mapping
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.reason))
+            .collect(),
+        location,
+    };
+    ctx.emit(&view, render_diff)
+}

@@ -1,0 +1,34 @@
+//! `tfrollback list`: every version of the state object, newest first, with what each recorded.
+
+use crate::cache::SummaryCache;
+use crate::cli::ListArgs;
+use crate::commands::{Context, version_view};
+use crate::error::{Error, Exit};
+use crate::render::{ListView, render_list};
+use crate::summaries::summaries;
+
+pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
+    let mut versions = ctx.versions().await?;
+    if let Some(limit) = args.limit {
+        versions.truncate(limit);
+    }
+    let mut cache = SummaryCache::open(ctx.endpoint.as_deref(), &ctx.location(), !args.no_cache);
+    let bar = ctx.printer.bar("reading versions");
+    let infos = summaries(&ctx.store, &versions, &mut cache, &bar).await?;
+    if let Err(e) = cache.save() {
+        tracing::warn!("could not write the summary cache: {e}");
+    }
+    let slot_var = ctx.slot_hint();
+    let backend = &ctx.settings.backend;
+    let view = ListView {
+        bucket: backend.bucket.clone(),
+        key: backend.key.clone(),
+        workspace: backend.workspace.clone(),
+        versions: versions
+            .iter()
+            .zip(infos)
+            .map(|(v, info)| version_view(v, info, slot_var.as_deref()))
+            .collect(),
+    };
+    ctx.emit(&view, render_list)
+}

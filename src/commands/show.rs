@@ -1,0 +1,32 @@
+//! `tfrollback show VERSION`: one version's metadata and outputs.
+
+use crate::cache::SummaryCache;
+use crate::cli::ShowArgs;
+use crate::commands::{Context, version_view};
+use crate::error::{Error, Exit};
+use crate::render::render_version;
+use crate::summaries::summarize;
+
+pub async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
+    let versions = ctx.versions().await?;
+    let version = args.version.resolve(&versions, &ctx.location())?;
+    let info = if version.delete_marker {
+        None
+    } else {
+        let mut cache = SummaryCache::open(ctx.endpoint.as_deref(), &ctx.location(), true);
+        let info = match cache.get(&version.version_id) {
+            Some(hit) => hit.clone(),
+            None => {
+                let fresh = summarize(&ctx.store, &version.version_id).await?;
+                cache.insert(version.version_id.clone(), fresh.clone());
+                if let Err(e) = cache.save() {
+                    tracing::warn!("could not write the summary cache: {e}");
+                }
+                fresh
+            }
+        };
+        Some(info)
+    };
+    let view = version_view(version, info, ctx.slot_hint().as_deref());
+    ctx.emit(&view, render_version)
+}

@@ -1,0 +1,103 @@
+//! The one error type commands return, rendered once at the top as `error:` + causes + `hint:`,
+//! and mapped to the documented exit codes.
+
+use std::error::Error as _;
+use std::process::ExitCode;
+
+use crate::config::ConfigError;
+use crate::mapping::MappingError;
+use crate::s3::S3Error;
+use crate::selector::{SelectorError, VersionId};
+use crate::settings::SettingsError;
+use crate::state::StateError;
+
+/// Exit codes, as documented in `--help` and docs/exit-codes.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Error = 1,
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("version {version} of {location} is not a state tfrollback can use: {source}")]
+    State {
+        version: VersionId,
+        location: String,
+        source: StateError,
+    },
+    #[error("version {version} is a delete marker, not a state")]
+    DeleteMarker { version: VersionId },
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+}
+
+impl Error {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Selector(SelectorError::Invalid { .. }) | Error::Mapping(MappingError::BadMap { .. }) => {
+                Exit::Usage
+            }
+            _ => Exit::Error,
+        }
+    }
+
+    /// What to do next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Settings(e) => e.hint(),
+            Error::S3(e) => e.hint(),
+            Error::Selector(_) => Some("`tfrollback list` shows the versions and their ids".into()),
+            Error::Config(ConfigError::Hcl { .. }) => {
+                Some("fix the file; `terraform validate` points at the error".into())
+            }
+            Error::State { source: StateError::Encrypted, .. } => Some(
+                "this state is encrypted by OpenTofu; decrypt it with tofu before rolling back".into(),
+            ),
+            Error::State { .. } => {
+                Some("pick another version: `tfrollback list` marks unreadable ones".into())
+            }
+            Error::DeleteMarker { .. } => {
+                Some("pick a version that holds a state: `tfrollback list` marks delete markers with x".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The message people see on stderr.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {self}");
+        let mut source = self.source();
+        // `transparent` variants share their inner error's message; skip repeating it.
+        if let Some(s) = source {
+            if s.to_string() == self.to_string() {
+                source = s.source();
+            }
+        }
+        while let Some(s) = source {
+            out.push_str(&format!("\n  caused by: {s}"));
+            source = s.source();
+        }
+        if let Some(hint) = self.hint() {
+            out.push_str(&format!("\nhint: {hint}"));
+        }
+        out
+    }
+}

@@ -1,0 +1,83 @@
+//! tfrollback: roll Terraform infrastructure back to an earlier state version kept in a
+//! versioned S3 bucket. `main` parses the command line, resolves settings once, runs one
+//! command, and maps the outcome to a documented exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod backend;
+mod cache;
+mod cli;
+mod commands;
+mod config;
+mod diff;
+mod error;
+mod fsx;
+mod hclx;
+mod mapping;
+mod output;
+mod render;
+mod s3;
+mod selector;
+mod settings;
+mod state;
+mod summaries;
+
+use cli::{Cli, Command};
+use error::{Error, Exit};
+use output::Printer;
+use settings::{Env, Settings};
+
+/// What a sensitive value is shown as, everywhere.
+pub(crate) const SENSITIVE: &str = "(sensitive)";
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let printer = Printer::new(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Error.into();
+        }
+    };
+    match runtime.block_on(run(cli, printer)) {
+        Ok(exit) => exit.into(),
+        Err(Error::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
+        Err(e) => {
+            eprintln!("{}", e.render());
+            e.exit().into()
+        }
+    }
+}
+
+async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
+    let settings = Settings::resolve(&cli.global, &Env::from_process())?;
+    tracing::debug!(?settings, "resolved settings");
+    let ctx = commands::Context::new(settings, printer).await?;
+    match &cli.command {
+        Command::List(args) => commands::list::run(&ctx, args).await,
+        Command::Show(args) => commands::show::run(&ctx, args).await,
+        Command::Diff(args) => commands::diff::run(&ctx, args).await,
+    }
+}
+
+/// Logs go to stderr. The AWS SDK's own logs stay at info at most, whatever the verbosity,
+/// so that request headers (signatures) never reach a log.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = format!("{level},aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=info,aws_config=info,aws_sdk_dynamodb=info,aws_sdk_sts=info,hyper=warn,hyper_util=warn,h2=warn,rustls=warn");
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,386 @@
+//! The views commands print, and their human rendering. A view is one value serialised as is
+//! for `--json` and rendered here for people; rendering is pure (colors come from `console`,
+//! which is switched off when stdout is not a terminal).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use console::style;
+use serde::Serialize;
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use crate::diff::{Change, OutputChange, ResourceChanges};
+
+/// One version as `list` and `show` present it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    pub version_id: String,
+    pub last_modified: String,
+    pub size: u64,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+    pub serial: Option<u64>,
+    pub lineage: Option<String>,
+    pub terraform_version: Option<String>,
+    pub resources: Option<u64>,
+    /// Output values, sensitive ones as "(sensitive)"; null for delete markers.
+    pub outputs: Option<BTreeMap<String, Value>>,
+    /// The blue/green slot this version recorded, when one can be told.
+    pub slot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Where the slot value sits among the outputs (`current_config.active_slot`).
+    #[serde(skip)]
+    pub slot_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListView {
+    pub bucket: String,
+    pub key: String,
+    pub workspace: String,
+    pub versions: Vec<VersionView>,
+}
+
+/// `1.2 MiB`, `812 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `2026-11-22 03:40:12` (UTC), from an RFC 3339 timestamp.
+pub fn human_time(rfc3339: &str) -> String {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
+}
+
+/// A value on one line: strings bare, everything else compact JSON.
+fn compact(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+fn slot_style(value: &str) -> String {
+    let styled = style(value).bold();
+    match value {
+        v if v.starts_with("blue") => styled.blue().to_string(),
+        v if v.starts_with("green") => styled.green().to_string(),
+        _ => styled.to_string(),
+    }
+}
+
+/// The outputs column: the slot first and highlighted, then the other outputs, short.
+fn outputs_summary(v: &VersionView, width: usize) -> String {
+    let Some(outputs) = &v.outputs else {
+        return String::new();
+    };
+    let mut parts = vec![];
+    let mut used = 0;
+    if let (Some(path), Some(slot)) = (&v.slot_path, &v.slot) {
+        parts.push(format!("{}={}", path, slot_style(slot)));
+        used += path.len() + slot.len() + 2;
+    }
+    let mut hidden = 0;
+    for (name, value) in outputs {
+        if v.slot_path.as_deref() == Some(name.as_str()) {
+            continue;
+        }
+        let part = format!("{name}={}", truncate(&compact(value), 24));
+        let len = part.chars().count() + 1;
+        if used + len > width && !parts.is_empty() {
+            hidden += 1;
+            continue;
+        }
+        used += len;
+        parts.push(part);
+    }
+    if hidden > 0 {
+        parts.push(format!("(+{hidden} more)"));
+    }
+    parts.join(" ")
+}
+
+pub fn render_list(view: &ListView) -> String {
+    let mut out = String::new();
+    if view.versions.is_empty() {
+        let _ = writeln!(
+            out,
+            "No versions of s3://{}/{} (workspace {}).",
+            view.bucket, view.key, view.workspace
+        );
+        return out;
+    }
+    let id_width = view
+        .versions
+        .iter()
+        .map(|v| v.version_id.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let _ = writeln!(
+        out,
+        "  {:<id_width$}  {:<19}  {:>9}  {:>6}  {:<8}  {:<8}  {:>5}  OUTPUTS",
+        "VERSION", "MODIFIED (UTC)", "SIZE", "SERIAL", "LINEAGE", "TF", "RES"
+    );
+    for v in &view.versions {
+        let mark = if v.delete_marker {
+            "x"
+        } else if v.is_latest {
+            "*"
+        } else {
+            " "
+        };
+        let dash = || "-".to_string();
+        let tail = if v.delete_marker {
+            style("(delete marker)").dim().to_string()
+        } else if let Some(err) = &v.error {
+            style(format!("unreadable: {err}")).red().to_string()
+        } else {
+            outputs_summary(v, 60)
+        };
+        let _ = writeln!(
+            out,
+            "{mark} {:<id_width$}  {:<19}  {:>9}  {:>6}  {:<8}  {:<8}  {:>5}  {tail}",
+            v.version_id,
+            human_time(&v.last_modified),
+            if v.delete_marker { dash() } else { human_size(v.size) },
+            v.serial.map(|s| s.to_string()).unwrap_or_else(dash),
+            v.lineage
+                .as_deref()
+                .map(|l| crate::state::short_lineage(l).to_string())
+                .unwrap_or_else(dash),
+            v.terraform_version.clone().unwrap_or_else(dash),
+            v.resources.map(|r| r.to_string()).unwrap_or_else(dash),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n* current version   x delete marker   s3://{}/{} (workspace {})",
+        view.bucket, view.key, view.workspace
+    );
+    out
+}
+
+pub fn render_version(v: &VersionView) -> String {
+    let mut out = String::new();
+    let current = if v.is_latest { " (current)" } else { "" };
+    let kind = if v.delete_marker { " (delete marker)" } else { "" };
+    let _ = writeln!(out, "Version    {}{current}{kind}", v.version_id);
+    let _ = writeln!(out, "Modified   {} UTC", human_time(&v.last_modified));
+    if v.delete_marker {
+        return out;
+    }
+    let _ = writeln!(out, "Size       {}", human_size(v.size));
+    if let Some(err) = &v.error {
+        let _ = writeln!(out, "Unreadable {err}");
+        return out;
+    }
+    let field = |o: &Option<String>| o.clone().unwrap_or_default();
+    let _ = writeln!(out, "Serial     {}", v.serial.unwrap_or_default());
+    let _ = writeln!(out, "Lineage    {}", field(&v.lineage));
+    let _ = writeln!(out, "Terraform  {}", field(&v.terraform_version));
+    let _ = writeln!(out, "Resources  {}", v.resources.unwrap_or_default());
+    if let Some(slot) = &v.slot {
+        let _ = writeln!(
+            out,
+            "Slot       {} (output {})",
+            slot_style(slot),
+            field(&v.slot_path)
+        );
+    }
+    let outputs = v.outputs.clone().unwrap_or_default();
+    if outputs.is_empty() {
+        let _ = writeln!(out, "Outputs    (none)");
+        return out;
+    }
+    let _ = writeln!(out, "Outputs");
+    let width = outputs.keys().map(String::len).max().unwrap_or(0);
+    for (name, value) in outputs {
+        let text = pretty(&value).replace('\n', &format!("\n  {:width$}   ", ""));
+        let _ = writeln!(out, "  {name:<width$} = {text}");
+    }
+    out
+}
+
+/// Pretty JSON, with strings quoted as Terraform shows them; `(sensitive)` stays bare.
+fn pretty(value: &Value) -> String {
+    match value {
+        Value::String(s) if s == crate::SENSITIVE => s.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+/// `from` and `to` of a diff, as views.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub version_id: String,
+    pub serial: u64,
+    #[serde(skip)]
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariableView {
+    pub name: String,
+    pub current: Option<Value>,
+    pub rollback: Value,
+    pub source: String,
+    #[serde(skip)]
+    pub slot: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffView {
+    pub from: Endpoint,
+    pub to: Endpoint,
+    pub outputs: Vec<OutputChange>,
+    pub resources: ResourceChanges,
+    pub variables: Vec<VariableView>,
+    /// Variables the target recorded that a rollback will not set, and why.
+    pub skipped_variables: Vec<String>,
+    #[serde(skip)]
+    pub location: String,
+}
+
+fn unified(from: &Value, to: &Value) -> String {
+    let (a, b) = (pretty(from), pretty(to));
+    let mut out = String::new();
+    if !a.contains('\n') && !b.contains('\n') {
+        let _ = writeln!(out, "      {}", style(format!("- {a}")).red());
+        let _ = writeln!(out, "      {}", style(format!("+ {b}")).green());
+        return out;
+    }
+    let diff = TextDiff::from_lines(&a, &b);
+    for change in diff.iter_all_changes() {
+        let line = change.value().trim_end_matches('\n');
+        let _ = match change.tag() {
+            ChangeTag::Delete => writeln!(out, "      {}", style(format!("- {line}")).red()),
+            ChangeTag::Insert => writeln!(out, "      {}", style(format!("+ {line}")).green()),
+            ChangeTag::Equal => writeln!(out, "        {line}"),
+        };
+    }
+    out
+}
+
+pub fn render_diff(view: &DiffView) -> String {
+    let mut out = String::new();
+    let endpoint = |e: &Endpoint| {
+        format!(
+            "{} (serial {}{})",
+            e.version_id,
+            e.serial,
+            if e.current { ", current" } else { "" }
+        )
+    };
+    let _ = writeln!(out, "Rolling back {}", view.location);
+    let _ = writeln!(out, "  from {}", endpoint(&view.from));
+    let _ = writeln!(out, "  to   {}", endpoint(&view.to));
+
+    let _ = writeln!(out, "\n{}", style("Outputs").bold());
+    if view.outputs.is_empty() {
+        let _ = writeln!(out, "  no changes");
+    }
+    for o in &view.outputs {
+        let null = Value::Null;
+        match (o.change, o.sensitive) {
+            (Change::Added, _) => {
+                let _ = writeln!(out, "  {} {} = {}", style("+").green(), o.name, pretty(o.to.as_ref().unwrap_or(&null)));
+            }
+            (Change::Removed, _) => {
+                let _ = writeln!(out, "  {} {} = {}", style("-").red(), o.name, pretty(o.from.as_ref().unwrap_or(&null)));
+            }
+            (Change::Changed, true) => {
+                let _ = writeln!(out, "  {} {} (sensitive: value changes)", style("~").yellow(), o.name);
+            }
+            (Change::Changed, false) => {
+                let _ = writeln!(out, "  {} {}", style("~").yellow(), o.name);
+                out.push_str(&unified(
+                    o.from.as_ref().unwrap_or(&null),
+                    o.to.as_ref().unwrap_or(&null),
+                ));
+            }
+        }
+    }
+
+    let r = &view.resources;
+    let _ = writeln!(
+        out,
+        "\n{} ({} added, {} removed, {} changed)",
+        style("Resources").bold(),
+        r.added.len(),
+        r.removed.len(),
+        r.changed.len()
+    );
+    for (sign, list) in [
+        (style("+").green(), &r.added),
+        (style("-").red(), &r.removed),
+        (style("~").yellow(), &r.changed),
+    ] {
+        for address in list {
+            let _ = writeln!(out, "  {sign} {address}");
+        }
+    }
+
+    let _ = writeln!(out, "\n{}", style("Variables a rollback sets").bold());
+    if view.variables.is_empty() {
+        let _ = writeln!(
+            out,
+            "  none: the target recorded no output that maps to a declared variable"
+        );
+    }
+    let width = view.variables.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    for v in &view.variables {
+        let current = v.current.as_ref().map(pretty).unwrap_or_else(|| "(not recorded)".into());
+        let rollback = pretty(&v.rollback);
+        let rollback = if v.slot { slot_style(&rollback) } else { rollback };
+        let marker = if v.current.as_ref() == Some(&v.rollback) { "  " } else { "~ " };
+        let _ = writeln!(
+            out,
+            "  {marker}{:<width$}  {current} -> {rollback}   ({}{})",
+            v.name,
+            v.source,
+            if v.slot { ", blue/green slot" } else { "" }
+        );
+    }
+    for s in &view.skipped_variables {
+        let _ = writeln!(out, "  not set: {s}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times_read_well() {
+        assert_eq!(human_size(812), "812 B");
+        assert_eq!(human_size(4300), "4.2 KiB");
+        assert_eq!(human_size(30 * 1024 * 1024), "30.0 MiB");
+        assert_eq!(human_time("2026-11-22T03:40:12Z"), "2026-11-22 03:40:12");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+}

@@ -1,0 +1,443 @@
+//! The state object in S3: version listing, reads, and typed errors. Every request carries the
+//! backend's encryption settings where S3 needs them (SSE-C on reads).
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::BucketVersioningStatus;
+use md5::{Digest, Md5};
+
+use crate::selector::{ObjectVersion, VersionId};
+use crate::settings::{Backend, Encryption};
+
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    #[error("bucket {bucket} does not exist")]
+    NoSuchBucket { bucket: String },
+    #[error("{target} does not exist")]
+    NoSuchKey { target: String },
+    #[error("no version {version} of {target}")]
+    NoSuchVersion { version: String, target: String },
+    #[error("access denied: {operation} on {target}")]
+    AccessDenied {
+        operation: &'static str,
+        target: String,
+    },
+    #[error("the AWS credentials were refused ({code}) by {operation} on {target}")]
+    BadCredentials {
+        code: String,
+        operation: &'static str,
+        target: String,
+    },
+    #[error("no AWS credentials were found: {detail}")]
+    NoCredentials { detail: String },
+    #[error("no AWS region is configured")]
+    NoRegion,
+    #[error("versioning is not enabled on bucket {bucket}, so no earlier state versions exist")]
+    VersioningDisabled { bucket: String },
+    #[error(
+        "versioning is suspended on bucket {bucket}: new writes replace the current version instead of keeping it"
+    )]
+    VersioningSuspended { bucket: String },
+    #[error("{operation} on {target} timed out")]
+    Timeout {
+        operation: &'static str,
+        target: String,
+    },
+    #[error("could not reach S3 for {operation} on {target}: {detail}")]
+    Transport {
+        operation: &'static str,
+        target: String,
+        detail: String,
+    },
+    #[error("S3 refused {operation} on {target}: {code}: {message}")]
+    Service {
+        operation: &'static str,
+        target: String,
+        code: String,
+        message: String,
+    },
+    #[error("the listing of {target} was truncated without a marker to continue from")]
+    BadPagination { target: String },
+    #[error("reading {target} failed mid-body: {detail}")]
+    Body { target: String, detail: String },
+}
+
+impl S3Error {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            S3Error::NoSuchBucket { .. } => {
+                "check --bucket, the backend configuration and the region (--region)".into()
+            }
+            S3Error::NoSuchKey { .. } => "check --key and --workspace; `tfrollback list` shows what exists".into(),
+            S3Error::NoSuchVersion { .. } => "run `tfrollback list` to see the versions".into(),
+            S3Error::AccessDenied { operation, .. } => format!(
+                "the AWS identity in use needs the s3:{} permission on the bucket (docs/iam.md lists the minimal policy)",
+                iam_action(operation)
+            ),
+            S3Error::BadCredentials { .. } | S3Error::NoCredentials { .. } => {
+                "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or log in with `aws sso login`".into()
+            }
+            S3Error::NoRegion => "pass --region, set AWS_REGION, or set region in the backend block".into(),
+            S3Error::VersioningDisabled { bucket } | S3Error::VersioningSuspended { bucket } => format!(
+                "enable versioning (`aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`); rollbacks become possible from the next write on"
+            ),
+            S3Error::Timeout { .. } | S3Error::Transport { .. } | S3Error::Body { .. } => {
+                "check the network and the endpoint (--endpoint-url, AWS_ENDPOINT_URL), then run the command again".into()
+            }
+            S3Error::Service { .. } | S3Error::BadPagination { .. } => return None,
+        })
+    }
+}
+
+/// The IAM action behind an operation name, for hints.
+fn iam_action(operation: &str) -> &str {
+    match operation {
+        "ListObjectVersions" => "ListBucketVersions",
+        "GetObject" => "GetObjectVersion",
+        "GetBucketVersioning" => "GetBucketVersioning",
+        "PutObject" | "CopyObject" => "PutObject",
+        other => other,
+    }
+}
+
+fn classify<E, R>(err: SdkError<E, R>, operation: &'static str, target: String) -> S3Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug,
+{
+    match &err {
+        SdkError::TimeoutError(_) => return S3Error::Timeout { operation, target },
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+            return S3Error::Transport {
+                operation,
+                target,
+                detail: DisplayErrorContext(&err).to_string(),
+            };
+        }
+        _ => {}
+    }
+    let code = err.code().unwrap_or("").to_string();
+    match code.as_str() {
+        "NoSuchBucket" => S3Error::NoSuchBucket {
+            bucket: target.split('/').nth(2).unwrap_or(&target).to_string(),
+        },
+        "NoSuchKey" => S3Error::NoSuchKey { target },
+        "NoSuchVersion" => S3Error::NoSuchVersion {
+            version: String::new(),
+            target,
+        },
+        "AccessDenied" | "AllAccessDisabled" => S3Error::AccessDenied { operation, target },
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => {
+            S3Error::BadCredentials {
+                code,
+                operation,
+                target,
+            }
+        }
+        _ => S3Error::Service {
+            operation,
+            target,
+            message: err.message().unwrap_or("no message").to_string(),
+            code: if code.is_empty() {
+                "unknown error".into()
+            } else {
+                code
+            },
+        },
+    }
+}
+
+/// Builds the shared AWS configuration: standard credential chain, the backend's region and
+/// profile, retries, and timeouts so that no request can hang an incident response.
+pub async fn aws_config(backend: &Backend) -> Result<aws_config::SdkConfig, S3Error> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(timeout_from_env("TFROLLBACK_READ_TIMEOUT", 30))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .operation_timeout(Duration::from_secs(300))
+                .build(),
+        );
+    if let Some(region) = &backend.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &backend.profile {
+        loader = loader.profile_name(profile);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(S3Error::NoRegion);
+    }
+    Ok(config)
+}
+
+/// A read timeout can be shortened from the environment (tests of slow servers use it).
+fn timeout_from_env(name: &str, default_secs: u64) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(default_secs))
+}
+
+/// Fails early, with a clear message, when the credential chain finds nothing.
+pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), S3Error> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = config.credentials_provider() else {
+        return Err(S3Error::NoCredentials {
+            detail: "no credential provider is configured".into(),
+        });
+    };
+    provider
+        .provide_credentials()
+        .await
+        .map(|_| ())
+        .map_err(|e| S3Error::NoCredentials {
+            detail: DisplayErrorContext(&e).to_string(),
+        })
+}
+
+/// The state object of one backend.
+#[derive(Clone)]
+pub struct StateStore {
+    client: Client,
+    bucket: String,
+    key: String,
+    encryption: Encryption,
+    page_size: i32,
+}
+
+impl StateStore {
+    pub fn new(config: &aws_config::SdkConfig, backend: &Backend, page_size: i32) -> StateStore {
+        let mut s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(backend.path_style);
+        if let Some(endpoint) = &backend.endpoint_s3 {
+            s3 = s3.endpoint_url(endpoint);
+        }
+        StateStore {
+            client: Client::from_conf(s3.build()),
+            bucket: backend.bucket.clone(),
+            key: backend.key.clone(),
+            encryption: backend.encryption.clone(),
+            page_size,
+        }
+    }
+
+    pub fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// Fails unless versioning is enabled: without it there is nothing to roll back to.
+    pub async fn check_versioning(&self) -> Result<(), S3Error> {
+        let out = self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GetBucketVersioning", format!("s3://{}", self.bucket)))?;
+        match out.status() {
+            Some(BucketVersioningStatus::Enabled) => Ok(()),
+            Some(BucketVersioningStatus::Suspended) => Err(S3Error::VersioningSuspended {
+                bucket: self.bucket.clone(),
+            }),
+            _ => Err(S3Error::VersioningDisabled {
+                bucket: self.bucket.clone(),
+            }),
+        }
+    }
+
+    /// Every version and delete marker of the state key, newest first.
+    ///
+    /// A prefix listing also returns `<key>.tflock` and look-alike keys; only exact matches are
+    /// kept. The key itself sorts first among the keys it prefixes, so paging stops as soon as
+    /// another key shows up.
+    pub async fn list_versions(&self) -> Result<Vec<ObjectVersion>, S3Error> {
+        let mut versions = vec![];
+        let mut markers = vec![];
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&self.key)
+                .max_keys(self.page_size)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, "ListObjectVersions", self.location()))?;
+            let mut other_key_seen = false;
+            for v in out.versions() {
+                if v.key() != Some(self.key.as_str()) {
+                    other_key_seen = true;
+                    continue;
+                }
+                versions.push(ObjectVersion {
+                    version_id: parse_id(v.version_id())?,
+                    last_modified: timestamp(v.last_modified()),
+                    size: v.size().unwrap_or(0).max(0) as u64,
+                    is_latest: v.is_latest().unwrap_or(false),
+                    delete_marker: false,
+                    etag: v.e_tag().map(str::to_string),
+                });
+            }
+            for m in out.delete_markers() {
+                if m.key() != Some(self.key.as_str()) {
+                    other_key_seen = true;
+                    continue;
+                }
+                markers.push(ObjectVersion {
+                    version_id: parse_id(m.version_id())?,
+                    last_modified: timestamp(m.last_modified()),
+                    size: 0,
+                    is_latest: m.is_latest().unwrap_or(false),
+                    delete_marker: true,
+                    etag: None,
+                });
+            }
+            if !out.is_truncated().unwrap_or(false) || other_key_seen {
+                break;
+            }
+            match (out.next_key_marker(), out.next_version_id_marker()) {
+                (Some(k), Some(v)) if k == self.key => {
+                    key_marker = Some(k.to_string());
+                    version_marker = Some(v.to_string());
+                }
+                (Some(_), _) => break,
+                _ => {
+                    return Err(S3Error::BadPagination {
+                        target: self.location(),
+                    });
+                }
+            }
+        }
+        Ok(merge_newest_first(versions, markers))
+    }
+
+    /// Starts reading one version's body.
+    pub async fn open(&self, version: &VersionId) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .version_id(version.as_str());
+        if let Encryption::CustomerKey(key) = &self.encryption {
+            req = req
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(key)
+                .sse_customer_key_md5(customer_key_md5(key));
+        }
+        let out = req.send().await.map_err(|e| {
+            match classify(e, "GetObject", self.location()) {
+                S3Error::NoSuchVersion { target, .. } => S3Error::NoSuchVersion {
+                    version: version.to_string(),
+                    target,
+                },
+                other => other,
+            }
+        })?;
+        Ok(out.body)
+    }
+
+    /// One version's whole body.
+    pub async fn read(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
+        let body = self.open(version).await?;
+        let bytes = body.collect().await.map_err(|e| S3Error::Body {
+            target: format!("{} version {version}", self.location()),
+            detail: DisplayErrorContext(&e).to_string(),
+        })?;
+        Ok(bytes.to_vec())
+    }
+}
+
+fn parse_id(id: Option<&str>) -> Result<VersionId, S3Error> {
+    VersionId::parse(id.unwrap_or("null")).map_err(|_| S3Error::Service {
+        operation: "ListObjectVersions",
+        target: String::new(),
+        code: "InvalidVersionId".into(),
+        message: format!("the listing returned an unusable version id {:?}", id.unwrap_or("")),
+    })
+}
+
+fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
+    t.and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// The SDK returns versions and delete markers as two lists, each newest first; S3's own
+/// order interleaves them. Merge by time (S3 keeps one-second resolution), keeping each list's
+/// order, and let the latest entry win a tie.
+pub fn merge_newest_first(versions: Vec<ObjectVersion>, markers: Vec<ObjectVersion>) -> Vec<ObjectVersion> {
+    let mut out = Vec::with_capacity(versions.len() + markers.len());
+    let mut v = versions.into_iter().peekable();
+    let mut m = markers.into_iter().peekable();
+    loop {
+        let take_marker = match (v.peek(), m.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(a), Some(b)) => {
+                b.last_modified > a.last_modified
+                    || (b.last_modified == a.last_modified && b.is_latest && !a.is_latest)
+            }
+        };
+        out.extend(if take_marker { m.next() } else { v.next() });
+    }
+    out
+}
+
+/// The base64 MD5 of an SSE-C key, which S3 requires alongside it.
+fn customer_key_md5(key_b64: &str) -> String {
+    let raw = aws_smithy_types::base64::decode(key_b64).unwrap_or_default();
+    aws_smithy_types::base64::encode(Md5::digest(&raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::tests::version;
+
+    fn at(mut v: ObjectVersion, secs: i64) -> ObjectVersion {
+        v.last_modified = jiff::Timestamp::from_second(secs).unwrap();
+        v
+    }
+
+    #[test]
+    fn merges_delete_markers_into_the_version_order() {
+        let versions = vec![
+            at(version("v3", false, false), 30),
+            at(version("v2", false, false), 20),
+            at(version("v1", false, false), 10),
+        ];
+        let markers = vec![
+            at(version("dm2", true, true), 30),
+            at(version("dm1", false, true), 15),
+        ];
+        let ids: Vec<_> = merge_newest_first(versions, markers)
+            .into_iter()
+            .map(|v| v.version_id.to_string())
+            .collect();
+        assert_eq!(ids, ["dm2", "v3", "v2", "dm1", "v1"]);
+    }
+
+    #[test]
+    fn iam_hints_name_the_permission() {
+        let e = S3Error::AccessDenied {
+            operation: "ListObjectVersions",
+            target: "s3://b/k".into(),
+        };
+        assert!(e.hint().unwrap().contains("s3:ListBucketVersions"));
+    }
+}

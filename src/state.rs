@@ -1,0 +1,638 @@
+//! The Terraform state file (format version 4): a streaming scanner that summarises a version
+//! without holding its body, and a full parse that indexes resource instances by address.
+//! Pure: no I/O. Sensitive output values never leave this module in a summary.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The only state format this tool reads and writes.
+pub(crate) const FORMAT_VERSION: u64 = 4;
+
+/// Outputs larger than this are refused rather than buffered without bound.
+pub(crate) const MAX_OUTPUTS_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StateError {
+    #[error("the state body is not JSON: {detail}")]
+    NotJson { detail: String },
+    #[error("the state body ends before the JSON document does (truncated)")]
+    Truncated,
+    #[error("state format version {version} is not supported (tfrollback reads version 4)")]
+    UnsupportedFormat { version: u64 },
+    #[error("the state has no `{field}` field")]
+    MissingField { field: &'static str },
+    #[error("the state's `{field}` field is invalid: {detail}")]
+    InvalidField { field: &'static str, detail: String },
+    #[error("the state's outputs section is larger than {} MiB", MAX_OUTPUTS_BYTES / 1024 / 1024)]
+    OutputsTooLarge,
+    #[error("the state is encrypted client-side (OpenTofu state encryption), so it cannot be read")]
+    Encrypted,
+}
+
+/// One output as recorded in a state: the value is absent when the output is sensitive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputSummary {
+    pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+impl OutputSummary {
+    /// The value as it may be shown to people: sensitive values are replaced.
+    pub fn display_value(&self) -> Value {
+        match (&self.value, self.sensitive) {
+            (Some(v), false) => v.clone(),
+            _ => Value::String(crate::SENSITIVE.to_string()),
+        }
+    }
+}
+
+/// What `list` and `show` need to know about one state version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateSummary {
+    pub terraform_version: String,
+    pub serial: u64,
+    pub lineage: String,
+    pub resources: u64,
+    pub outputs: BTreeMap<String, OutputSummary>,
+}
+
+#[derive(Deserialize)]
+struct RawOutput {
+    value: Value,
+    #[serde(default)]
+    sensitive: bool,
+}
+
+/// Which top-level field the scanner is inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Version,
+    TerraformVersion,
+    Serial,
+    Lineage,
+    Outputs,
+    Resources,
+    EncryptedData,
+    Other,
+}
+
+impl Field {
+    fn from_key(key: &[u8]) -> Field {
+        match key {
+            b"version" => Field::Version,
+            b"terraform_version" => Field::TerraformVersion,
+            b"serial" => Field::Serial,
+            b"lineage" => Field::Lineage,
+            b"outputs" => Field::Outputs,
+            b"resources" => Field::Resources,
+            b"encrypted_data" => Field::EncryptedData,
+            _ => Field::Other,
+        }
+    }
+
+    /// Fields whose value bytes are kept (everything else is only walked through).
+    fn captured(self) -> bool {
+        matches!(
+            self,
+            Field::Version | Field::TerraformVersion | Field::Serial | Field::Lineage | Field::Outputs
+        )
+    }
+}
+
+/// Summarises a state body fed in chunks, holding only the small top-level fields and the
+/// outputs: the resources array is walked and counted, never kept, so memory stays flat
+/// whatever the size of the state.
+#[derive(Debug, Default)]
+pub struct StateScanner {
+    depth: usize,
+    in_string: bool,
+    escape: bool,
+    started: bool,
+    done: bool,
+    expect_key: bool,
+    in_key: bool,
+    key: Vec<u8>,
+    field: Option<Field>,
+    capture: Vec<u8>,
+    resources: u64,
+    version: Option<Vec<u8>>,
+    terraform_version: Option<Vec<u8>>,
+    serial: Option<Vec<u8>>,
+    lineage: Option<Vec<u8>>,
+    outputs: Option<Vec<u8>>,
+    encrypted: bool,
+}
+
+impl StateScanner {
+    pub fn new() -> StateScanner {
+        StateScanner::default()
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), StateError> {
+        for &b in chunk {
+            if self.done {
+                if !b.is_ascii_whitespace() {
+                    return Err(not_json("unexpected data after the end of the document"));
+                }
+                continue;
+            }
+            self.step(b)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, b: u8) -> Result<(), StateError> {
+        if self.in_string {
+            if self.in_key {
+                if !self.escape && b == b'"' {
+                    self.in_key = false;
+                    self.in_string = false;
+                    self.field = Some(Field::from_key(&self.key));
+                    return Ok(());
+                }
+                self.key.push(b);
+            } else {
+                self.push(b)?;
+            }
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return Ok(());
+        }
+        if !self.started {
+            return match b {
+                b'{' => {
+                    self.started = true;
+                    self.depth = 1;
+                    self.expect_key = true;
+                    Ok(())
+                }
+                b if b.is_ascii_whitespace() => Ok(()),
+                _ => Err(not_json("the document is not a JSON object")),
+            };
+        }
+        match b {
+            b'"' if self.depth == 1 && self.expect_key => {
+                self.expect_key = false;
+                self.in_key = true;
+                self.in_string = true;
+                self.key.clear();
+            }
+            b'"' => {
+                self.in_string = true;
+                self.push(b)?;
+            }
+            b'{' | b'[' => {
+                if self.depth == 1 && self.field.is_none() {
+                    return Err(not_json("a value without a key"));
+                }
+                if self.depth == 2 && self.field == Some(Field::Resources) && b == b'{' {
+                    self.resources += 1;
+                }
+                self.push(b)?;
+                self.depth += 1;
+            }
+            b'}' | b']' if self.depth == 1 => {
+                if b == b']' {
+                    return Err(not_json("mismatched brackets"));
+                }
+                self.end_value()?;
+                self.depth = 0;
+                self.done = true;
+            }
+            b'}' | b']' => {
+                self.push(b)?;
+                self.depth -= 1;
+            }
+            b',' if self.depth == 1 => {
+                self.end_value()?;
+                self.expect_key = true;
+            }
+            b':' if self.depth == 1 => {
+                if self.field.is_none() {
+                    return Err(not_json("a colon without a key"));
+                }
+                self.capture.clear();
+            }
+            _ => self.push(b)?,
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, b: u8) -> Result<(), StateError> {
+        match self.field {
+            Some(field) if field.captured() => {
+                if field == Field::Outputs && self.capture.len() >= MAX_OUTPUTS_BYTES {
+                    return Err(StateError::OutputsTooLarge);
+                }
+                self.capture.push(b);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None if b.is_ascii_whitespace() => Ok(()),
+            None => Err(not_json("a value without a key")),
+        }
+    }
+
+    fn end_value(&mut self) -> Result<(), StateError> {
+        let Some(field) = self.field.take() else {
+            // `{}` or a trailing position with no key: only valid for an empty object.
+            return Ok(());
+        };
+        let bytes = std::mem::take(&mut self.capture);
+        match field {
+            Field::Version => self.version = Some(bytes),
+            Field::TerraformVersion => self.terraform_version = Some(bytes),
+            Field::Serial => self.serial = Some(bytes),
+            Field::Lineage => self.lineage = Some(bytes),
+            Field::Outputs => self.outputs = Some(bytes),
+            Field::EncryptedData => self.encrypted = true,
+            Field::Resources | Field::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The summary, once the whole document has been fed.
+    pub fn finish(self) -> Result<StateSummary, StateError> {
+        if self.encrypted {
+            return Err(StateError::Encrypted);
+        }
+        if !self.done {
+            return Err(if self.started {
+                StateError::Truncated
+            } else {
+                not_json("the body is empty")
+            });
+        }
+        let version: u64 = parse_field(self.version.as_deref(), "version")?;
+        if version != FORMAT_VERSION {
+            return Err(StateError::UnsupportedFormat { version });
+        }
+        let outputs = match self.outputs {
+            Some(bytes) => parse_outputs(&bytes)?,
+            None => BTreeMap::new(),
+        };
+        Ok(StateSummary {
+            terraform_version: parse_field(self.terraform_version.as_deref(), "terraform_version")?,
+            serial: parse_field(self.serial.as_deref(), "serial")?,
+            lineage: parse_field(self.lineage.as_deref(), "lineage")?,
+            resources: self.resources,
+            outputs,
+        })
+    }
+}
+
+fn not_json(detail: &str) -> StateError {
+    StateError::NotJson {
+        detail: detail.to_string(),
+    }
+}
+
+fn parse_field<T: serde::de::DeserializeOwned>(
+    bytes: Option<&[u8]>,
+    field: &'static str,
+) -> Result<T, StateError> {
+    let bytes = bytes.ok_or(StateError::MissingField { field })?;
+    serde_json::from_slice(bytes).map_err(|e| StateError::InvalidField {
+        field,
+        detail: e.to_string(),
+    })
+}
+
+fn parse_outputs(bytes: &[u8]) -> Result<BTreeMap<String, OutputSummary>, StateError> {
+    let raw: BTreeMap<String, RawOutput> = parse_field(Some(bytes), "outputs")?;
+    Ok(raw.into_iter().map(|(name, o)| (name, summarize_output(o))).collect())
+}
+
+fn summarize_output(o: RawOutput) -> OutputSummary {
+    OutputSummary {
+        sensitive: o.sensitive,
+        value: (!o.sensitive).then_some(o.value),
+    }
+}
+
+/// Summarises a whole body held in memory.
+#[cfg(test)]
+pub fn summarize(body: &[u8]) -> Result<StateSummary, StateError> {
+    let mut scanner = StateScanner::new();
+    scanner.feed(body)?;
+    scanner.finish()
+}
+
+/// One output with its value, sensitive or not. Only the full parse has these; callers decide
+/// what may be shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub value: Value,
+    pub sensitive: bool,
+}
+
+/// A state parsed whole, borrowing its body: resource instances stay raw JSON slices, so the
+/// memory needed is little more than the body itself.
+#[derive(Debug)]
+pub struct State<'a> {
+    pub terraform_version: String,
+    pub serial: u64,
+    pub lineage: String,
+    pub outputs: BTreeMap<String, Output>,
+    /// Resource instances by address (`module.m.aws_instance.web[0]`), in the file's order.
+    pub instances: BTreeMap<String, &'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct FileV4<'a> {
+    version: u64,
+    terraform_version: String,
+    serial: u64,
+    lineage: String,
+    #[serde(default)]
+    outputs: BTreeMap<String, RawOutput>,
+    #[serde(default, borrow)]
+    resources: Vec<ResourceV4<'a>>,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: Option<u64>,
+    encrypted_data: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ResourceV4<'a> {
+    #[serde(default)]
+    module: Option<String>,
+    mode: String,
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    #[serde(default, borrow)]
+    instances: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InstanceKey {
+    #[serde(default)]
+    index_key: Option<Value>,
+}
+
+impl<'a> State<'a> {
+    pub fn parse(body: &'a str) -> Result<State<'a>, StateError> {
+        let file: FileV4<'a> = serde_json::from_str(body).map_err(|e| classify(body, e))?;
+        if file.version != FORMAT_VERSION {
+            return Err(StateError::UnsupportedFormat {
+                version: file.version,
+            });
+        }
+        let mut instances = BTreeMap::new();
+        for resource in &file.resources {
+            let base = resource_address(resource);
+            for raw in &resource.instances {
+                let key: InstanceKey =
+                    serde_json::from_str(raw.get()).map_err(|e| StateError::InvalidField {
+                        field: "resources",
+                        detail: e.to_string(),
+                    })?;
+                let address = match key.index_key {
+                    None => base.clone(),
+                    Some(Value::String(s)) => format!("{base}[{}]", Value::String(s)),
+                    Some(other) => format!("{base}[{other}]"),
+                };
+                instances.insert(address, *raw);
+            }
+        }
+        Ok(State {
+            terraform_version: file.terraform_version,
+            serial: file.serial,
+            lineage: file.lineage,
+            outputs: file
+                .outputs
+                .into_iter()
+                .map(|(name, o)| {
+                    (
+                        name,
+                        Output {
+                            value: o.value,
+                            sensitive: o.sensitive,
+                        },
+                    )
+                })
+                .collect(),
+            instances,
+        })
+    }
+}
+
+/// Turns a serde error on a whole body into the most useful of our errors.
+fn classify(body: &str, e: serde_json::Error) -> StateError {
+    if e.is_eof() {
+        return StateError::Truncated;
+    }
+    if e.is_syntax() {
+        return not_json(&e.to_string());
+    }
+    match serde_json::from_str::<VersionOnly>(body) {
+        Ok(VersionOnly {
+            encrypted_data: Some(_),
+            ..
+        }) => StateError::Encrypted,
+        Ok(VersionOnly {
+            version: Some(v), ..
+        }) if v != FORMAT_VERSION => StateError::UnsupportedFormat { version: v },
+        _ => StateError::InvalidField {
+            field: "state",
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn resource_address(r: &ResourceV4<'_>) -> String {
+    let mut address = String::new();
+    if let Some(module) = &r.module {
+        address.push_str(module);
+        address.push('.');
+    }
+    if r.mode == "data" {
+        address.push_str("data.");
+    }
+    address.push_str(&r.kind);
+    address.push('.');
+    address.push_str(&r.name);
+    address
+}
+
+/// A short lineage for tables: the first 8 characters, as people compare them by eye.
+pub fn short_lineage(lineage: &str) -> &str {
+    lineage.get(..8).unwrap_or(lineage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn sample() -> String {
+        serde_json::to_string_pretty(&json!({
+            "version": 4,
+            "terraform_version": "1.11.4",
+            "serial": 7,
+            "lineage": "3f1c2a9e-aaaa-bbbb-cccc-0123456789ab",
+            "outputs": {
+                "active_slot": {"value": "green", "type": "string"},
+                "db_password": {"value": "hunter2", "type": "string", "sensitive": true},
+                "tricky": {"value": "a \"quoted\" } ] { [ value", "type": "string"}
+            },
+            "resources": [
+                {"mode": "managed", "type": "terraform_data", "name": "router", "provider": "p",
+                 "instances": [{"schema_version": 0, "attributes": {"input": "{x}"}}]},
+                {"module": "module.app", "mode": "managed", "type": "terraform_data", "name": "blue", "provider": "p",
+                 "instances": [{"index_key": 0, "attributes": {}}, {"index_key": 1, "attributes": {}}]},
+                {"mode": "data", "type": "terraform_remote_state", "name": "net", "provider": "p",
+                 "instances": [{"index_key": "k", "attributes": {}}]}
+            ],
+            "check_results": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn scanner_summarises_and_drops_sensitive_values() {
+        let s = summarize(sample().as_bytes()).unwrap();
+        assert_eq!(s.serial, 7);
+        assert_eq!(s.terraform_version, "1.11.4");
+        assert_eq!(s.resources, 3);
+        assert_eq!(s.outputs["active_slot"].value, Some(json!("green")));
+        assert_eq!(s.outputs["db_password"].value, None);
+        assert!(s.outputs["db_password"].sensitive);
+        assert_eq!(
+            s.outputs["tricky"].value,
+            Some(json!("a \"quoted\" } ] { [ value"))
+        );
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn scanner_works_one_byte_at_a_time() {
+        let body = sample();
+        let mut scanner = StateScanner::new();
+        for b in body.as_bytes() {
+            scanner.feed(std::slice::from_ref(b)).unwrap();
+        }
+        assert_eq!(scanner.finish().unwrap(), summarize(body.as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn scanner_reports_truncation_and_garbage() {
+        let body = sample();
+        assert_eq!(
+            summarize(&body.as_bytes()[..body.len() / 2]),
+            Err(StateError::Truncated)
+        );
+        assert!(matches!(
+            summarize(b"<html>nope</html>"),
+            Err(StateError::NotJson { .. })
+        ));
+        assert!(matches!(summarize(b""), Err(StateError::NotJson { .. })));
+        assert!(matches!(
+            summarize(b"{\"version\": 4} trailing"),
+            Err(StateError::NotJson { .. })
+        ));
+    }
+
+    #[test]
+    fn scanner_refuses_other_format_versions_and_encrypted_state() {
+        let v3 = br#"{"version": 3, "terraform_version": "0.11.0", "serial": 1, "lineage": "x", "modules": []}"#;
+        assert_eq!(
+            summarize(v3),
+            Err(StateError::UnsupportedFormat { version: 3 })
+        );
+        let tofu = br#"{"serial": 1, "lineage": "x", "meta": {"key_provider.pbkdf2.k": "e30="}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#;
+        assert_eq!(summarize(tofu), Err(StateError::Encrypted));
+        assert_eq!(
+            State::parse(std::str::from_utf8(tofu).unwrap()).unwrap_err(),
+            StateError::Encrypted
+        );
+    }
+
+    #[test]
+    fn full_parse_indexes_instances_by_address() {
+        let body = sample();
+        let state = State::parse(&body).unwrap();
+        let addresses: Vec<_> = state.instances.keys().cloned().collect();
+        assert_eq!(
+            addresses,
+            vec![
+                "data.terraform_remote_state.net[\"k\"]",
+                "module.app.terraform_data.blue[0]",
+                "module.app.terraform_data.blue[1]",
+                "terraform_data.router",
+            ]
+        );
+        assert_eq!(state.outputs["db_password"].value, json!("hunter2"));
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".*", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever the values and however the body is split, the scanner agrees with a full
+        /// parse by serde_json.
+        #[test]
+        fn scanner_agrees_with_serde(
+            outputs in prop::collection::btree_map("[a-z_]{1,8}", (arb_json(), any::<bool>()), 0..5),
+            resources in prop::collection::vec(arb_json(), 0..6),
+            serial in any::<u32>(),
+            split in any::<prop::sample::Index>(),
+            pretty in any::<bool>(),
+        ) {
+            let doc = json!({
+                "version": 4,
+                "terraform_version": "1.9.0",
+                "serial": serial,
+                "lineage": "l",
+                "outputs": outputs.iter().map(|(k, (v, s))| (k.clone(), json!({"value": v, "sensitive": s}))).collect::<serde_json::Map<_, _>>(),
+                "resources": resources.iter().map(|attrs| json!({"mode": "managed", "type": "t", "name": "n", "instances": [{"attributes": {"a": attrs}}]})).collect::<Vec<_>>(),
+            });
+            let body = if pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) }.unwrap();
+            let at = split.index(body.len() + 1);
+            let mut scanner = StateScanner::new();
+            scanner.feed(&body[..at]).unwrap();
+            scanner.feed(&body[at..]).unwrap();
+            let s = scanner.finish().unwrap();
+            prop_assert_eq!(s.serial, serial as u64);
+            prop_assert_eq!(s.resources, resources.len() as u64);
+            for (name, (value, sensitive)) in &outputs {
+                let o = &s.outputs[name];
+                prop_assert_eq!(o.sensitive, *sensitive);
+                prop_assert_eq!(o.value.as_ref(), (!*sensitive).then_some(value));
+            }
+        }
+
+        /// Arbitrary bytes never panic the scanner.
+        #[test]
+        fn scanner_never_panics(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = summarize(&body);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Summaries of many versions at once: from the cache when known, else streamed from S3
+//! through the state scanner, a bounded number at a time, never holding a whole body.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use indicatif::ProgressBar;
+
+use crate::cache::{Cached, SummaryCache};
+use crate::s3::{S3Error, StateStore};
+use crate::selector::{ObjectVersion, VersionId};
+use crate::state::StateScanner;
+
+/// How many bodies are read at once: enough to hide request latency, few enough to keep
+/// memory flat and not to flood a small S3-compatible server.
+const CONCURRENCY: usize = 16;
+
+/// The summary of each version (None for delete markers), in the order given.
+pub async fn summaries(
+    store: &StateStore,
+    versions: &[ObjectVersion],
+    cache: &mut SummaryCache,
+    progress: &ProgressBar,
+) -> Result<Vec<Option<Cached>>, S3Error> {
+    let missing: Vec<VersionId> = versions
+        .iter()
+        .filter(|v| !v.delete_marker && cache.get(&v.version_id).is_none())
+        .map(|v| v.version_id.clone())
+        .collect();
+    progress.set_length(missing.len() as u64);
+    let fetched: Vec<(VersionId, Cached)> = stream::iter(missing)
+        .map(|id| async move {
+            let entry = summarize(store, &id).await;
+            progress.inc(1);
+            entry.map(|e| (id, e))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    progress.finish_and_clear();
+    for (id, entry) in fetched {
+        cache.insert(id, entry);
+    }
+    Ok(versions
+        .iter()
+        .map(|v| {
+            (!v.delete_marker)
+                .then(|| cache.get(&v.version_id).cloned())
+                .flatten()
+        })
+        .collect())
+}
+
+/// Streams one version through the scanner. A body that is not a readable state is an entry
+/// (`Unreadable`), not an error: one broken version must not hide the others.
+pub async fn summarize(store: &StateStore, id: &VersionId) -> Result<Cached, S3Error> {
+    let mut body = store.open(id).await?;
+    let mut scanner = StateScanner::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| S3Error::Body {
+            target: format!("{} version {id}", store.location()),
+            detail: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        })?;
+        if let Err(e) = scanner.feed(&chunk) {
+            return Ok(Cached::Unreadable(e.to_string()));
+        }
+    }
+    Ok(match scanner.finish() {
+        Ok(summary) => Cached::Summary(summary),
+        Err(e) => Cached::Unreadable(e.to_string()),
+    })
+}
