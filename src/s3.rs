@@ -106,10 +106,21 @@ fn iam_action(operation: &str) -> &str {
     }
 }
 
+/// Access to a raw response's status code, for errors that carry no error code.
+pub trait HttpStatus {
+    fn http_status(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn http_status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
 fn classify<E, R>(err: SdkError<E, R>, operation: &'static str, target: String) -> S3Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + HttpStatus,
 {
     match &err {
         SdkError::TimeoutError(_) => return S3Error::Timeout { operation, target },
@@ -122,7 +133,16 @@ where
         }
         _ => {}
     }
-    let code = err.code().unwrap_or("").to_string();
+    let status = err.raw_response().map(HttpStatus::http_status);
+    tracing::debug!(operation, %target, ?status, error = %DisplayErrorContext(&err), "S3 error");
+    let code = match (err.code(), status) {
+        (Some(code), _) => code.to_string(),
+        // Some errors come without a body (HEAD requests, some S3-compatible servers).
+        (None, Some(404)) => "NotFound".to_string(),
+        (None, Some(403)) => "AccessDenied".to_string(),
+        (None, Some(s)) => format!("HTTP {s}"),
+        (None, None) => String::new(),
+    };
     match code.as_str() {
         "NoSuchBucket" => S3Error::NoSuchBucket {
             bucket: target.split('/').nth(2).unwrap_or(&target).to_string(),
