@@ -12,6 +12,9 @@ Exit codes:
   0  success
   1  error; nothing was changed
   2  usage error (bad flag, argument or version selector)
+  3  the rollback failed and the state was restored to the snapshot taken before it
+  4  the rollback failed and restoring the snapshot failed too (run `tfrollback recover`)
+  5  the state is locked by someone else
 
 Version selectors: an S3 version id, `current`, `previous` (the version before the current
 one), or `~N` (N versions back).";
@@ -91,6 +94,12 @@ pub enum Command {
     Show(ShowArgs),
     /// Show what rolling back to VERSION would change: outputs, resources and variables
     Diff(DiffArgs),
+    /// Roll the infrastructure back to VERSION through terraform plan and apply, under a held lock
+    To(ToArgs),
+    /// Show the state lock holder and any unfinished rollback
+    Status,
+    /// Finish an interrupted rollback safely (restores the snapshot when the apply may have started)
+    Recover(RecoverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -139,4 +148,103 @@ pub struct MappingArgs {
     /// Let sensitive outputs become rollback values
     #[arg(long)]
     pub include_sensitive: bool,
+}
+
+/// What every state-changing command shares.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Keep trying to take the state lock for this long (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+
+    /// Write a Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set)
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// The terraform binary (terraform or tofu)
+    #[arg(long, value_name = "PATH", env = "TFROLLBACK_TERRAFORM")]
+    pub terraform_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ToArgs {
+    /// The version to roll back to
+    #[arg(value_name = "VERSION")]
+    pub version: Selector,
+
+    /// Plan only: show what the rollback would do, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Set only the blue/green slot variable: a traffic flip back to the slot that still runs the old release
+    #[arg(long)]
+    pub only_slot: bool,
+
+    /// A var file terraform reads before the rollback values (repeatable)
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+
+    /// A variable terraform reads before the rollback values, as KEY=VALUE (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+
+    /// Where to write the rollback variables [default: DIR/tfrollback.tfvars.json]
+    #[arg(long, value_name = "PATH")]
+    pub var_file_out: Option<PathBuf>,
+
+    /// With --auto-approve, allow a plan that destroys (or replaces) up to N resources
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_destroy: u64,
+
+    /// Allow a target whose lineage differs from the current state's
+    #[arg(long)]
+    pub allow_lineage_change: bool,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Keep trying to take the state lock for this long (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// `30s`, `5m`, `1h30m`, `90` (seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 30s, 5m or 1h30m"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("`{s}` must not be negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -5,6 +5,9 @@ use std::error::Error as _;
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
+use crate::journal::JournalError;
+use crate::lock::LockError;
+use crate::terraform::TerraformError;
 use crate::mapping::MappingError;
 use crate::s3::S3Error;
 use crate::selector::{SelectorError, VersionId};
@@ -17,6 +20,9 @@ pub enum Exit {
     Ok = 0,
     Error = 1,
     Usage = 2,
+    Restored = 3,
+    RestoreFailed = 4,
+    Locked = 5,
 }
 
 impl From<Exit> for ExitCode {
@@ -45,6 +51,24 @@ pub enum Error {
     },
     #[error("version {version} is a delete marker, not a state")]
     DeleteMarker { version: VersionId },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Terraform(#[from] TerraformError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{reason}")]
+    Refused {
+        reason: String,
+        hint: String,
+        /// A usage problem (exit 2) rather than a refusal on the merits (exit 1).
+        usage: bool,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
 }
@@ -52,9 +76,10 @@ pub enum Error {
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Selector(SelectorError::Invalid { .. }) | Error::Mapping(MappingError::BadMap { .. }) => {
-                Exit::Usage
-            }
+            Error::Selector(SelectorError::Invalid { .. })
+            | Error::Mapping(MappingError::BadMap { .. })
+            | Error::Refused { usage: true, .. } => Exit::Usage,
+            Error::Lock(LockError::Held { .. }) => Exit::Locked,
             _ => Exit::Error,
         }
     }
@@ -74,6 +99,13 @@ impl Error {
             Error::State { .. } => {
                 Some("pick another version: `tfrollback list` marks unreadable ones".into())
             }
+            Error::Lock(e) => e.hint(),
+            Error::Refused { hint, .. } => Some(hint.clone()),
+            Error::Write { .. } => Some("free some space or fix the permissions, then run the command again; nothing was changed".into()),
+            Error::Terraform(TerraformError::NotFound { .. }) => Some(
+                "install terraform (or OpenTofu), or point --terraform-bin / TFROLLBACK_TERRAFORM at it".into(),
+            ),
+            Error::Terraform(_) => Some("fix what terraform reports above, then run the command again".into()),
             Error::DeleteMarker { .. } => {
                 Some("pick a version that holds a state: `tfrollback list` marks delete markers with x".into())
             }

@@ -15,14 +15,19 @@ mod diff;
 mod error;
 mod fsx;
 mod hclx;
+mod journal;
+mod lock;
 mod mapping;
+mod operation;
 mod output;
 mod render;
+mod report;
 mod s3;
 mod selector;
 mod settings;
 mod state;
 mod summaries;
+mod terraform;
 
 use cli::{Cli, Command};
 use error::{Error, Exit};
@@ -61,6 +66,9 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Show(args) => commands::show::run(&ctx, args).await,
         Command::Diff(args) => commands::diff::run(&ctx, args).await,
+        Command::To(args) => commands::to::run(&ctx, args).await,
+        Command::Status => commands::status::run(&ctx).await,
+        Command::Recover(args) => commands::recover::run(&ctx, args).await,
     }
 }
 

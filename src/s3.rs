@@ -62,6 +62,8 @@ pub enum S3Error {
         code: String,
         message: String,
     },
+    #[error("{target} changed since it was read (the write was conditional on ETag {etag})")]
+    PreconditionFailed { target: String, etag: String },
     #[error("the listing of {target} was truncated without a marker to continue from")]
     BadPagination { target: String },
     #[error("reading {target} failed mid-body: {detail}")]
@@ -89,6 +91,9 @@ impl S3Error {
             ),
             S3Error::Timeout { .. } | S3Error::Transport { .. } | S3Error::Body { .. } => {
                 "check the network and the endpoint (--endpoint-url, AWS_ENDPOINT_URL), then run the command again".into()
+            }
+            S3Error::PreconditionFailed { .. } => {
+                "someone wrote the state meanwhile; nothing was overwritten. Run `tfrollback list` and `tfrollback status`, then decide".into()
             }
             S3Error::Service { .. } | S3Error::BadPagination { .. } => return None,
         })
@@ -153,6 +158,10 @@ where
             target,
         },
         "AccessDenied" | "AllAccessDisabled" => S3Error::AccessDenied { operation, target },
+        "PreconditionFailed" | "ConditionalRequestConflict" => S3Error::PreconditionFailed {
+            target,
+            etag: String::new(),
+        },
         "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => {
             S3Error::BadCredentials {
                 code,
@@ -233,7 +242,35 @@ pub struct StateStore {
     bucket: String,
     key: String,
     encryption: Encryption,
+    acl: Option<String>,
+    checksum: bool,
     page_size: i32,
+}
+
+/// A write's precondition: S3's compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Overwrite whatever is there.
+    None,
+    /// Create only if absent (`If-None-Match: *`).
+    Absent,
+    /// Replace only the version with this ETag (`If-Match`).
+    Matches(String),
+}
+
+/// What a write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub version_id: Option<VersionId>,
+    pub etag: Option<String>,
+}
+
+/// An object's current content with its ETag and version id.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    pub version_id: Option<VersionId>,
 }
 
 impl StateStore {
@@ -247,12 +284,120 @@ impl StateStore {
             bucket: backend.bucket.clone(),
             key: backend.key.clone(),
             encryption: backend.encryption.clone(),
+            acl: backend.acl.clone(),
+            checksum: !backend.skip_checksum,
             page_size,
         }
     }
 
     pub fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The state object's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Writes an object next to the state (or the state itself) the way the backend writes
+    /// state: JSON content type, SHA-256 checksum unless the backend skips it, the backend's
+    /// encryption and ACL, and the given precondition.
+    pub async fn put(&self, key: &str, body: Vec<u8>, condition: &Condition) -> Result<Written, S3Error> {
+        use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectCannedAcl, ServerSideEncryption};
+        let target = format!("s3://{}/{key}", self.bucket);
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into());
+        if self.checksum {
+            req = req.checksum_algorithm(ChecksumAlgorithm::Sha256);
+        }
+        req = match &self.encryption {
+            Encryption::None => req,
+            Encryption::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Encryption::Kms(id) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(id),
+            Encryption::CustomerKey(k) => req
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(k)
+                .sse_customer_key_md5(customer_key_md5(k)),
+        };
+        if let Some(acl) = &self.acl {
+            req = req.acl(ObjectCannedAcl::from(acl.as_str()));
+        }
+        req = match condition {
+            Condition::None => req,
+            Condition::Absent => req.if_none_match("*"),
+            Condition::Matches(etag) => req.if_match(etag),
+        };
+        let out = req.send().await.map_err(|e| match classify(e, "PutObject", target) {
+            S3Error::PreconditionFailed { target, .. } => S3Error::PreconditionFailed {
+                target,
+                etag: match condition {
+                    Condition::Matches(etag) => etag.clone(),
+                    _ => "*".into(),
+                },
+            },
+            other => other,
+        })?;
+        Ok(Written {
+            version_id: out.version_id().and_then(|v| VersionId::parse(v).ok()),
+            etag: out.e_tag().map(str::to_string),
+        })
+    }
+
+    /// The current content of an object next to the state, or None when there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Fetched>, S3Error> {
+        let target = format!("s3://{}/{key}", self.bucket);
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Encryption::CustomerKey(k) = &self.encryption {
+            req = req
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(k)
+                .sse_customer_key_md5(customer_key_md5(k));
+        }
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return match classify(e, "GetObject", target) {
+                    S3Error::NoSuchKey { .. } => Ok(None),
+                    S3Error::Service { code, .. } if code == "NotFound" => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let etag = out.e_tag().map(str::to_string);
+        let version_id = out.version_id().and_then(|v| VersionId::parse(v).ok());
+        let body = out.body.collect().await.map_err(|e| S3Error::Body {
+            target: format!("s3://{}/{key}", self.bucket),
+            detail: DisplayErrorContext(&e).to_string(),
+        })?;
+        Ok(Some(Fetched {
+            body: body.to_vec(),
+            etag,
+            version_id,
+        }))
+    }
+
+    /// Deletes the current version of an object next to the state (in a versioned bucket this
+    /// adds a delete marker; nothing is lost).
+    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(e, "DeleteObject", format!("s3://{}/{key}", self.bucket)))?;
+        Ok(())
     }
 
     /// Fails unless versioning is enabled: without it there is nothing to roll back to.

@@ -31,6 +31,11 @@ impl VersionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id S3 gives objects written while versioning was off.
+    pub fn null() -> VersionId {
+        VersionId("null".into())
+    }
 }
 
 impl fmt::Display for VersionId {

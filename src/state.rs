@@ -125,6 +125,10 @@ pub struct StateScanner {
     lineage: Option<Vec<u8>>,
     outputs: Option<Vec<u8>>,
     encrypted: bool,
+    /// Offset of the byte being scanned, and where the top-level serial's value starts and ends.
+    pos: usize,
+    value_start: usize,
+    serial_span: Option<(usize, usize)>,
 }
 
 impl StateScanner {
@@ -141,6 +145,7 @@ impl StateScanner {
                 continue;
             }
             self.step(b)?;
+            self.pos += 1;
         }
         Ok(())
     }
@@ -221,6 +226,7 @@ impl StateScanner {
                     return Err(not_json("a colon without a key"));
                 }
                 self.capture.clear();
+                self.value_start = self.pos + 1;
             }
             _ => self.push(b)?,
         }
@@ -251,7 +257,10 @@ impl StateScanner {
         match field {
             Field::Version => self.version = Some(bytes),
             Field::TerraformVersion => self.terraform_version = Some(bytes),
-            Field::Serial => self.serial = Some(bytes),
+            Field::Serial => {
+                self.serial_span = Some((self.value_start, self.pos));
+                self.serial = Some(bytes);
+            }
             Field::Lineage => self.lineage = Some(bytes),
             Field::Outputs => self.outputs = Some(bytes),
             Field::EncryptedData => self.encrypted = true,
@@ -319,8 +328,24 @@ fn summarize_output(o: RawOutput) -> OutputSummary {
     }
 }
 
+/// The same state with another serial, every other byte unchanged: a rollback writes an old
+/// content as a new version, which needs a serial above the current one.
+pub fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
+    let mut scanner = StateScanner::new();
+    scanner.feed(body)?;
+    let (start, end) = scanner.serial_span.ok_or(StateError::MissingField { field: "serial" })?;
+    scanner.finish()?;
+    let value = &body[start..end];
+    let lead = value.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let trail = value.iter().rev().take_while(|b| b.is_ascii_whitespace()).count();
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(&body[..start + lead]);
+    out.extend_from_slice(serial.to_string().as_bytes());
+    out.extend_from_slice(&body[end - trail..]);
+    Ok(out)
+}
+
 /// Summarises a whole body held in memory.
-#[cfg(test)]
 pub fn summarize(body: &[u8]) -> Result<StateSummary, StateError> {
     let mut scanner = StateScanner::new();
     scanner.feed(body)?;
@@ -559,6 +584,24 @@ mod tests {
         assert_eq!(
             State::parse(std::str::from_utf8(tofu).unwrap()).unwrap_err(),
             StateError::Encrypted
+        );
+    }
+
+    #[test]
+    fn serial_is_rewritten_in_place() {
+        let body = sample();
+        let out = with_serial(body.as_bytes(), 12).unwrap();
+        let before: Value = serde_json::from_str(&body).unwrap();
+        let mut after: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(after["serial"], json!(12));
+        after["serial"] = json!(7);
+        assert_eq!(before, after);
+        assert_eq!(out.len(), body.len() + 1);
+        let compact = br#"{"version":4,"serial":3,"lineage":"l","terraform_version":"1.0.0","outputs":{"serial":{"value":1}}}"#;
+        let out = with_serial(compact, 400).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"version":4,"serial":400,"lineage":"l","terraform_version":"1.0.0","outputs":{"serial":{"value":1}}}"#
         );
     }
 

@@ -18,12 +18,16 @@ use crate::state::State;
 
 pub mod diff;
 pub mod list;
+pub mod recover;
 pub mod show;
+pub mod status;
+pub mod to;
 
 pub struct Context {
     pub settings: Settings,
     pub printer: Printer,
     pub store: StateStore,
+    pub aws: aws_config::SdkConfig,
     /// The S3 endpoint in use, when not AWS's own (it keys the cache).
     pub endpoint: Option<String>,
 }
@@ -43,6 +47,7 @@ impl Context {
             settings,
             printer,
             store,
+            aws: config,
             endpoint,
         })
     }

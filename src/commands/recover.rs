@@ -1,0 +1,120 @@
+//! `tfrollback recover`: finishes a rollback that was interrupted (killed, crashed, or whose
+//! restore failed). When the apply may have started, the snapshot is restored exactly as a
+//! failed rollback would; the lock is released only when it is this operation's own.
+
+use crate::cli::RecoverArgs;
+use crate::commands::Context;
+use crate::error::{Error, Exit};
+use crate::journal::{JournalStore, StepStatus, VersionRef};
+use crate::operation::Operation;
+use crate::report::{Report, Status, StepView};
+
+pub async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Exit, Error> {
+    let journals = JournalStore::new(ctx.store.clone(), &ctx.settings.workdir);
+    let Some(journal) = journals.load().await? else {
+        let report = empty_report(ctx);
+        ctx.emit(&report, Report::text)?;
+        return Ok(Exit::Ok);
+    };
+    if let Some(pid) = journal.terraform_pid {
+        let here = gethostname::gethostname().to_string_lossy().into_owned();
+        if journal.host == here && terraform_running(pid) {
+            return Err(Error::Refused {
+                reason: format!("terraform (pid {pid}) started by the interrupted rollback is still running"),
+                hint: "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
+                usage: false,
+            });
+        }
+    }
+
+    let mut op = Operation::resume(ctx, journal);
+    let interrupted_command = op.journal.command.clone();
+    let adopted = op.adopt_lock(String::new(), args.lock_timeout).await?;
+    ctx.printer.note(&format!(
+        "recover    `tfrollback {interrupted_command}` (operation {}); lock {}",
+        op.journal.operation_id,
+        if adopted { "taken over from the interrupted operation" } else { "taken" }
+    ));
+
+    let mut new_version_id = None;
+    let mut orphans = vec![];
+    let mut next = vec![];
+    if op.journal.apply_started() && op.journal.snapshot.is_some() {
+        op.begin("recover").await?;
+        match op.restore_snapshot().await {
+            Ok((version, left)) => {
+                ctx.printer.note(&match &version {
+                    Some(v) => format!("restore    snapshot written back as version {v}"),
+                    None => "restore    the state is still the snapshot: nothing to write".into(),
+                });
+                new_version_id = version;
+                orphans = left;
+                next.push("The infrastructure may be partly changed; run `terraform plan` to see where it stands.".into());
+            }
+            Err(e) => {
+                // Keep the lock and the journal: running recover again continues from here.
+                op.finish_step(StepStatus::Failed);
+                op.save().await.ok();
+                return Err(e);
+            }
+        }
+    } else {
+        op.skip("recover");
+        ctx.printer.note("recover    the interrupted rollback never reached the apply: the state was not changed");
+    }
+    op.begin("unlock").await?;
+    op.close().await?;
+
+    let report = Report {
+        status: Status::Recovered,
+        operation_id: op.journal.operation_id.clone(),
+        command: format!("recover ({interrupted_command})"),
+        location: ctx.location(),
+        target: Some(op.journal.target.clone()),
+        snapshot: op.journal.snapshot.as_ref().map(|s| VersionRef {
+            version_id: s.version_id.clone(),
+            serial: s.serial,
+        }),
+        new_version_id,
+        var_file: None,
+        plan: None,
+        verified: false,
+        orphans,
+        variables: vec![],
+        steps: op.journal.steps.iter().map(StepView::from).collect(),
+        error: None,
+        next,
+    };
+    ctx.emit(&report, Report::text)?;
+    Ok(Exit::Ok)
+}
+
+fn empty_report(ctx: &Context) -> Report {
+    Report {
+        status: Status::NothingToRecover,
+        operation_id: String::new(),
+        command: "recover".into(),
+        location: ctx.location(),
+        target: None,
+        snapshot: None,
+        new_version_id: None,
+        var_file: None,
+        plan: None,
+        verified: false,
+        orphans: vec![],
+        variables: vec![],
+        steps: vec![],
+        error: None,
+        next: vec!["No unfinished rollback was found; `tfrollback status` shows the lock.".into()],
+    }
+}
+
+/// Whether `pid` is alive and is a terraform or tofu process (not a reused pid).
+fn terraform_running(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let name = String::from_utf8_lossy(argv0);
+    name.ends_with("terraform") || name.ends_with("tofu")
+}

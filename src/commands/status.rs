@@ -1,0 +1,77 @@
+//! `tfrollback status`: who holds the state lock, and whether a rollback was left unfinished.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::commands::Context;
+use crate::error::{Error, Exit};
+use crate::journal::{Journal, JournalStore};
+use crate::lock::{LockInfo, LockTable, Locker};
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub location: String,
+    pub lock: Option<LockInfo>,
+    pub lock_configured: bool,
+    pub unfinished: Option<Journal>,
+}
+
+pub async fn run(ctx: &Context) -> Result<Exit, Error> {
+    let backend = &ctx.settings.backend;
+    let table = LockTable::new(&ctx.aws, backend);
+    let locker = Locker::new(ctx.store.clone(), table, backend.use_lockfile);
+    let journals = JournalStore::new(ctx.store.clone(), &ctx.settings.workdir);
+    let (lock, unfinished) = tokio::try_join!(
+        async { locker.holder().await.map_err(Error::from) },
+        async { journals.load().await.map_err(Error::from) }
+    )?;
+    let view = StatusView {
+        location: ctx.location(),
+        lock,
+        lock_configured: locker.enabled(),
+        unfinished,
+    };
+    ctx.emit(&view, render)
+}
+
+fn render(view: &StatusView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "State  {}", view.location);
+    match (&view.lock, view.lock_configured) {
+        (_, false) => {
+            let _ = writeln!(out, "Lock   none configured (no use_lockfile, no dynamodb_table)");
+        }
+        (None, true) => {
+            let _ = writeln!(out, "Lock   free");
+        }
+        (Some(l), true) => {
+            let _ = writeln!(
+                out,
+                "Lock   held by {} since {}\n       operation: {}\n       ID: {}",
+                l.who, l.created, l.operation, l.id
+            );
+        }
+    }
+    match &view.unfinished {
+        None => {
+            let _ = writeln!(out, "Rollback  none unfinished");
+        }
+        Some(j) => {
+            let last = j
+                .last_step()
+                .map(|s| format!("{} ({:?})", s.name, s.status).to_lowercase())
+                .unwrap_or_else(|| "none".into());
+            let _ = writeln!(
+                out,
+                "Rollback  UNFINISHED: `tfrollback {}` (operation {})\n          started {} by {} on {}\n          last step: {last}",
+                j.command, j.operation_id, j.started_at, j.who, j.host
+            );
+            if let Some(s) = &j.snapshot {
+                let _ = writeln!(out, "          snapshot: version {} (serial {}), {}", s.version_id, s.serial, s.file);
+            }
+            let _ = writeln!(out, "Run `tfrollback recover` to finish it safely.");
+        }
+    }
+    out
+}

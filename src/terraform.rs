@@ -1,0 +1,626 @@
+//! The terraform (or tofu) binary. Always run directly, never through a shell, with
+//! `-input=false` and in its own process group: a terminal's Ctrl-C reaches tfrollback only,
+//! which forwards it once. Stderr is drained on its own task so a chatty child cannot block.
+//! Results are read from plan files and JSON, never from scraped human output.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerraformError {
+    #[error("no `{bin}` binary on PATH")]
+    NotFound { bin: String },
+    #[error("cannot run {bin}: {source}")]
+    Spawn { bin: String, source: std::io::Error },
+    #[error("`{command}` failed (exit {code}){}", diagnostics_text(.diagnostics))]
+    Failed {
+        command: String,
+        code: i32,
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error("`{command}` printed JSON tfrollback cannot read: {detail}")]
+    BadJson { command: String, detail: String },
+    #[error("`{command}` was stopped by a signal")]
+    Killed { command: String },
+}
+
+fn diagnostics_text(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| format!("\n  {d}"))
+        .collect::<String>()
+}
+
+/// An error or warning terraform reported.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Diagnostic {
+    pub severity: String,
+    pub summary: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.severity, self.summary)?;
+        if let Some(a) = &self.address {
+            write!(f, " ({a})")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail.trim().replace('\n', " "))?;
+        }
+        Ok(())
+    }
+}
+
+/// One event of `terraform apply -json`, as far as progress needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyEvent {
+    Started { address: String, action: String },
+    Completed { address: String },
+    Errored { address: String },
+    Diagnostic(Diagnostic),
+}
+
+/// Add/change/destroy counts and output changes of a saved plan.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PlanSummary {
+    pub add: u64,
+    pub change: u64,
+    pub destroy: u64,
+    /// Output name -> action (`create`, `update`, `delete`).
+    #[serde(skip)]
+    pub outputs: BTreeMap<String, String>,
+    /// Addresses of the resource instances the plan creates, updates or destroys.
+    #[serde(skip)]
+    pub addresses: Vec<String>,
+}
+
+impl PlanSummary {
+    pub fn is_empty(&self) -> bool {
+        self.add == 0 && self.change == 0 && self.destroy == 0 && self.outputs.is_empty()
+    }
+}
+
+/// `plan -detailed-exitcode` results other than an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanOutcome {
+    NoChanges,
+    Changes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Terraform {
+    bin: PathBuf,
+    dir: PathBuf,
+    /// Becomes true when tfrollback is asked to stop; the running child then gets SIGINT.
+    interrupt: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Terraform {
+    /// `--terraform-bin`, else `TFROLLBACK_TERRAFORM`, else `terraform` on PATH.
+    pub fn locate(
+        flag: Option<&Path>,
+        env: Option<OsString>,
+        dir: &Path,
+        interrupt: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Terraform, TerraformError> {
+        let wanted: PathBuf = flag
+            .map(Path::to_path_buf)
+            .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("terraform"));
+        let bin = if wanted.components().count() > 1 {
+            Some(wanted.clone()).filter(|p| p.is_file())
+        } else {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|p| p.join(&wanted))
+                    .find(|p| is_executable(p))
+            })
+        };
+        let bin = bin.ok_or_else(|| TerraformError::NotFound {
+            bin: wanted.display().to_string(),
+        })?;
+        Ok(Terraform {
+            bin,
+            dir: dir.to_path_buf(),
+            interrupt,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "terraform".into())
+    }
+
+    fn command(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                // If tfrollback dies (even by SIGKILL), terraform is interrupted the way a
+                // Ctrl-C would: it stops cleanly and persists what it did, and
+                // `tfrollback recover` takes over from the journal.
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGINT)?;
+                if nix::unistd::getppid().as_raw() as u32 != parent {
+                    return Err(std::io::Error::other("tfrollback exited before terraform started"));
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    fn spawn(&self, args: &[String]) -> Result<Child, TerraformError> {
+        tracing::info!(bin = %self.bin.display(), ?args, "running terraform");
+        self.command(args).spawn().map_err(|source| TerraformError::Spawn {
+            bin: self.bin.display().to_string(),
+            source,
+        })
+    }
+
+    fn describe(&self, args: &[String]) -> String {
+        format!("{} {}", self.name(), args.first().map(String::as_str).unwrap_or(""))
+    }
+
+    /// Runs terraform to completion, handing each stdout line to `on_line`, and forwarding an
+    /// interrupt (once) as SIGINT. Returns the exit code (130 when interrupted) and stderr.
+    async fn run(
+        &mut self,
+        args: &[String],
+        on_line: &mut dyn FnMut(&str),
+        on_spawn: &mut dyn FnMut(u32),
+    ) -> Result<(i32, String), TerraformError> {
+        let mut child = self.spawn(args)?;
+        if let Some(pid) = child.id() {
+            on_spawn(pid);
+        }
+        let stderr = drain(child.stderr.take());
+        let mut forwarded = false;
+        if let Some(out) = child.stdout.take() {
+            let mut lines = BufReader::new(out).lines();
+            loop {
+                tokio::select! {
+                    line = lines.next_line() => match line {
+                        Ok(Some(line)) => on_line(&line),
+                        _ => break,
+                    },
+                    changed = self.interrupt.changed(), if !forwarded => {
+                        if changed.is_err() {
+                            // No sender any more: nothing can interrupt; stop watching.
+                            forwarded = true;
+                        } else if *self.interrupt.borrow() {
+                            forwarded = true;
+                            if let Some(pid) = child.id() {
+                                interrupt_child(pid);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let status = child.wait().await.map_err(|source| TerraformError::Spawn {
+            bin: self.bin.display().to_string(),
+            source,
+        })?;
+        let stderr = stderr.await.unwrap_or_default();
+        let interrupted = *self.interrupt.borrow();
+        match status.code() {
+            Some(0) if interrupted => Ok((130, stderr)),
+            Some(code) => Ok((code, stderr)),
+            None => Err(TerraformError::Killed {
+                command: self.describe(args),
+            }),
+        }
+    }
+
+    /// Runs to completion and returns the exit code, stdout and stderr.
+    async fn output(&mut self, args: &[String]) -> Result<(i32, Vec<u8>, String), TerraformError> {
+        let mut stdout = Vec::new();
+        let (code, stderr) = self
+            .run(
+                args,
+                &mut |line| {
+                    stdout.extend_from_slice(line.as_bytes());
+                    stdout.push(b'\n');
+                },
+                &mut |_| {},
+            )
+            .await?;
+        Ok((code, stdout, stderr))
+    }
+
+    /// The version of the binary, from `version -json` (OpenTofu prints the same key).
+    pub async fn version(&mut self) -> Result<String, TerraformError> {
+        let args = strings(&["version", "-json"]);
+        let (code, stdout, stderr) = self.output(&args).await?;
+        if code != 0 {
+            return Err(self.failed(&args, code, &stdout, &stderr));
+        }
+        #[derive(Deserialize)]
+        struct Version {
+            terraform_version: String,
+        }
+        serde_json::from_slice::<Version>(&stdout)
+            .map(|v| v.terraform_version)
+            .map_err(|e| TerraformError::BadJson {
+                command: self.describe(&args),
+                detail: e.to_string(),
+            })
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.dir.join(".terraform").is_dir()
+    }
+
+    pub async fn init(&mut self) -> Result<(), TerraformError> {
+        let args = strings(&["init", "-input=false", "-no-color"]);
+        let (code, stdout, stderr) = self.output(&args).await?;
+        if code != 0 {
+            return Err(self.failed(&args, code, &stdout, &stderr));
+        }
+        Ok(())
+    }
+
+    /// `plan -detailed-exitcode -lock=false`, saving the plan to `out` when given.
+    pub async fn plan(&mut self, var_args: &[String], out: Option<&Path>) -> Result<PlanOutcome, TerraformError> {
+        let mut args = strings(&[
+            "plan",
+            "-input=false",
+            "-lock=false",
+            "-detailed-exitcode",
+            "-json",
+        ]);
+        if let Some(out) = out {
+            args.push(format!("-out={}", out.display()));
+        }
+        args.extend(var_args.iter().cloned());
+        let (code, stdout, stderr) = self.output(&args).await?;
+        match code {
+            0 => Ok(PlanOutcome::NoChanges),
+            2 => Ok(PlanOutcome::Changes),
+            _ => Err(self.failed(&args, code, &stdout, &stderr)),
+        }
+    }
+
+    /// The summary of a saved plan, from `show -json`. Values are not kept: `show -json` prints
+    /// sensitive ones in clear.
+    pub async fn show_plan(&mut self, plan: &Path) -> Result<PlanSummary, TerraformError> {
+        let args = vec!["show".to_string(), "-json".to_string(), plan.display().to_string()];
+        let (code, stdout, stderr) = self.output(&args).await?;
+        if code != 0 {
+            return Err(self.failed(&args, code, &stdout, &stderr));
+        }
+        parse_plan(&stdout).map_err(|detail| TerraformError::BadJson {
+            command: self.describe(&args),
+            detail,
+        })
+    }
+
+    /// `apply -json -lock=false PLAN`, reporting each event as it streams in and the child's
+    /// pid as soon as it runs (the journal records it).
+    pub async fn apply(
+        &mut self,
+        plan: &Path,
+        on_event: &mut dyn FnMut(ApplyEvent),
+        on_spawn: &mut dyn FnMut(u32),
+    ) -> Result<(), TerraformError> {
+        let args = vec![
+            "apply".to_string(),
+            "-input=false".to_string(),
+            "-lock=false".to_string(),
+            "-auto-approve".to_string(),
+            "-json".to_string(),
+            plan.display().to_string(),
+        ];
+        let mut diagnostics = vec![];
+        let (code, stderr) = self
+            .run(
+                &args,
+                &mut |line| {
+                    if let Some(event) = parse_event(line) {
+                        if let ApplyEvent::Diagnostic(d) = &event {
+                            if d.severity == "error" {
+                                diagnostics.push(d.clone());
+                            }
+                        }
+                        on_event(event);
+                    }
+                },
+                on_spawn,
+            )
+            .await?;
+        if code == 0 {
+            return Ok(());
+        }
+        if diagnostics.is_empty() {
+            diagnostics.push(stderr_diagnostic(&stderr));
+        }
+        Err(TerraformError::Failed {
+            command: self.describe(&args),
+            code,
+            diagnostics,
+        })
+    }
+
+    fn failed(&self, args: &[String], code: i32, stdout: &[u8], stderr: &str) -> TerraformError {
+        let mut diagnostics: Vec<Diagnostic> = String::from_utf8_lossy(stdout)
+            .lines()
+            .filter_map(parse_event)
+            .filter_map(|e| match e {
+                ApplyEvent::Diagnostic(d) if d.severity == "error" => Some(d),
+                _ => None,
+            })
+            .collect();
+        if diagnostics.is_empty() {
+            diagnostics.push(stderr_diagnostic(stderr));
+        }
+        TerraformError::Failed {
+            command: self.describe(args),
+            code,
+            diagnostics,
+        }
+    }
+}
+
+/// Sends SIGINT to a terraform child (and its process group), which makes it stop cleanly.
+pub fn interrupt_child(pid: u32) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGINT);
+    }
+}
+
+fn stderr_diagnostic(stderr: &str) -> Diagnostic {
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = tail.len().saturating_sub(12);
+    Diagnostic {
+        severity: "error".into(),
+        summary: "terraform failed".into(),
+        detail: tail[start..].join("\n"),
+        address: None,
+    }
+}
+
+fn drain(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_string(&mut text).await;
+        }
+        text
+    })
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// One line of terraform's `-json` stream.
+pub fn parse_event(line: &str) -> Option<ApplyEvent> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        hook: Option<Hook>,
+        #[serde(default)]
+        diagnostic: Option<Diagnostic>,
+    }
+    #[derive(Deserialize)]
+    struct Hook {
+        resource: Option<Resource>,
+        #[serde(default)]
+        action: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Resource {
+        addr: String,
+    }
+    let line: Line = serde_json::from_str(line).ok()?;
+    let address = || {
+        line.hook
+            .as_ref()
+            .and_then(|h| h.resource.as_ref())
+            .map(|r| r.addr.clone())
+    };
+    match line.kind.as_str() {
+        "apply_start" => Some(ApplyEvent::Started {
+            address: address()?,
+            action: line.hook.as_ref()?.action.clone().unwrap_or_default(),
+        }),
+        "apply_complete" => Some(ApplyEvent::Completed { address: address()? }),
+        "apply_errored" => Some(ApplyEvent::Errored { address: address()? }),
+        "diagnostic" => line.diagnostic.map(ApplyEvent::Diagnostic),
+        _ => None,
+    }
+}
+
+/// Counts a `show -json` plan the way terraform's own summary does (a replacement is one add
+/// and one destroy).
+pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
+    #[derive(Deserialize)]
+    struct Plan {
+        #[serde(default)]
+        resource_changes: Vec<ResourceChange>,
+        #[serde(default)]
+        output_changes: BTreeMap<String, Change>,
+    }
+    #[derive(Deserialize)]
+    struct ResourceChange {
+        address: String,
+        change: Change,
+    }
+    #[derive(Deserialize)]
+    struct Change {
+        actions: Vec<String>,
+    }
+    let plan: Plan = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let mut summary = PlanSummary::default();
+    for rc in plan.resource_changes {
+        let actions: Vec<&str> = rc.change.actions.iter().map(String::as_str).collect();
+        let counted = match actions.as_slice() {
+            ["create"] => {
+                summary.add += 1;
+                true
+            }
+            ["update"] => {
+                summary.change += 1;
+                true
+            }
+            ["delete"] => {
+                summary.destroy += 1;
+                true
+            }
+            ["delete", "create"] | ["create", "delete"] => {
+                summary.add += 1;
+                summary.destroy += 1;
+                true
+            }
+            _ => false,
+        };
+        if counted {
+            summary.addresses.push(rc.address);
+        }
+    }
+    for (name, change) in plan.output_changes {
+        let action = change.actions.join("/");
+        if action != "no-op" {
+            summary.outputs.insert(name, action);
+        }
+    }
+    Ok(summary)
+}
+
+/// `-var-file` and `-var` arguments, in the order terraform should read them.
+pub fn var_args(var_files: &[PathBuf], vars: &[String], rollback_file: Option<&Path>) -> Vec<String> {
+    let mut args: Vec<String> = var_files
+        .iter()
+        .map(|f| format!("-var-file={}", f.display()))
+        .collect();
+    args.extend(vars.iter().map(|v| format!("-var={v}")));
+    if let Some(f) = rollback_file {
+        args.push(format!("-var-file={}", f.display()));
+    }
+    args
+}
+
+/// Whether version `a` is newer than `b` (`1.11.4` > `1.9.8`); pre-release suffixes are ignored.
+pub fn is_newer(a: &str, b: &str) -> bool {
+    fn parts(v: &str) -> Vec<u64> {
+        v.trim_start_matches('v')
+            .split(['-', '+'])
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    }
+    let (mut a, mut b) = (parts(a), parts(b));
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    a > b
+}
+
+/// Keeps only what a report may show of a value.
+pub fn redact(value: &Value, sensitive: bool) -> Value {
+    if sensitive {
+        Value::String(crate::SENSITIVE.into())
+    } else {
+        value.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_plans_like_terraform() {
+        let plan = br#"{"format_version":"1.2","resource_changes":[
+            {"address":"terraform_data.router","change":{"actions":["delete","create"],"before":{"input":"s3cret"}}},
+            {"address":"terraform_data.blue[0]","change":{"actions":["no-op"]}},
+            {"address":"terraform_data.green[2]","change":{"actions":["create"]}},
+            {"address":"terraform_data.old","change":{"actions":["delete"]}},
+            {"address":"terraform_data.cfg","change":{"actions":["update"]}}],
+            "output_changes":{"active_slot":{"actions":["update"],"before":"green","after":"blue"},
+                              "same":{"actions":["no-op"]}}}"#;
+        let s = parse_plan(plan).unwrap();
+        assert_eq!((s.add, s.change, s.destroy), (2, 1, 2));
+        assert_eq!(s.outputs.len(), 1);
+        assert_eq!(s.addresses.len(), 4);
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn reads_apply_events() {
+        let start = r#"{"@level":"info","type":"apply_start","hook":{"resource":{"addr":"terraform_data.router"},"action":"create"}}"#;
+        assert_eq!(
+            parse_event(start),
+            Some(ApplyEvent::Started {
+                address: "terraform_data.router".into(),
+                action: "create".into()
+            })
+        );
+        let diag = r#"{"type":"diagnostic","diagnostic":{"severity":"error","summary":"local-exec provisioner error","detail":"exit status 3","address":"terraform_data.health_check"}}"#;
+        assert!(matches!(parse_event(diag), Some(ApplyEvent::Diagnostic(d)) if d.detail == "exit status 3"));
+        assert_eq!(parse_event("not json"), None);
+        assert_eq!(parse_event(r#"{"type":"version"}"#), None);
+    }
+
+    #[test]
+    fn compares_versions_numerically() {
+        assert!(is_newer("1.11.4", "1.9.8"));
+        assert!(is_newer("1.12.0-beta1", "1.11.4"));
+        assert!(!is_newer("1.11.4", "1.11.4"));
+        assert!(!is_newer("1.5", "1.5.0"));
+        assert!(!is_newer("0.15.5", "1.0.0"));
+    }
+
+    #[test]
+    fn user_vars_come_before_the_rollback_file() {
+        let args = var_args(
+            &[PathBuf::from("prod.tfvars")],
+            &["region=eu-west-1".into()],
+            Some(Path::new("tfrollback.tfvars.json")),
+        );
+        assert_eq!(
+            args,
+            [
+                "-var-file=prod.tfvars",
+                "-var=region=eu-west-1",
+                "-var-file=tfrollback.tfvars.json"
+            ]
+        );
+    }
+}
