@@ -41,6 +41,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let printer = Printer::new(&cli.global);
+    let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -53,6 +54,14 @@ pub fn main() -> ExitCode {
         Err(Error::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
         Err(e) => {
             eprintln!("{}", e.render());
+            if json {
+                let doc = serde_json::json!({"error": {
+                    "message": e.to_string(),
+                    "hint": e.hint(),
+                    "exit_code": e.exit() as u8,
+                }});
+                println!("{doc:#}");
+            }
             e.exit().into()
         }
     }

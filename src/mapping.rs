@@ -138,7 +138,11 @@ pub fn map_variables(
     for (name, var) in &config.variables {
         let path = match explicit.get(name) {
             Some(path) => Some(path.clone()),
-            None => implicit_path(name, target),
+            None => implicit_path(name, target).or_else(|| {
+                (slot_variable.as_deref() == Some(name.as_str()))
+                    .then(|| slot_fallback_path(var, target))
+                    .flatten()
+            }),
         };
         let Some(path) = path else { continue };
         let Some((value, sensitive)) = lookup(target, &path) else {
@@ -245,28 +249,40 @@ pub fn slot_variable(
 /// name, else the first string output whose value names a colour slot. `outputs` holds values
 /// as they may be shown (sensitive ones are never a slot).
 pub fn find_slot(outputs: &BTreeMap<String, Value>, slot_var: Option<&str>) -> Option<(String, String)> {
-    let names: Vec<&str> = match slot_var {
-        Some(v) => vec![v],
-        None => SLOT_NAMES.to_vec(),
-    };
     let as_slot = |path: String, v: &Value| v.as_str().map(|s| (path, s.to_string()));
-    for name in &names {
-        if let Some(found) = outputs.get(*name).and_then(|v| as_slot(name.to_string(), v)) {
+    for name in slot_var.into_iter().chain(SLOT_NAMES) {
+        if let Some(found) = outputs.get(name).and_then(|v| as_slot(name.to_string(), v)) {
             return Some(found);
         }
         for (output, value) in outputs {
-            if let Some(found) = value.get(*name).and_then(|v| as_slot(format!("{output}.{name}"), v)) {
+            if let Some(found) = value.get(name).and_then(|v| as_slot(format!("{output}.{name}"), v)) {
                 return Some(found);
             }
         }
-    }
-    if slot_var.is_some() {
-        return None;
     }
     outputs.iter().find_map(|(name, v)| match v.as_str() {
         Some(s @ ("blue" | "green")) => Some((name.clone(), s.to_string())),
         _ => None,
     })
+}
+
+/// Where the slot variable's value is recorded when no output carries its name: a slot-named
+/// output or object key (`current_config.active_slot` for `deployment_slot`) whose value the
+/// variable's validation allows.
+fn slot_fallback_path(
+    variable: &crate::config::Variable,
+    outputs: &BTreeMap<String, Output>,
+) -> Option<String> {
+    let visible: BTreeMap<String, Value> = outputs
+        .iter()
+        .filter(|(_, o)| !o.sensitive)
+        .map(|(n, o)| (n.clone(), o.value.clone()))
+        .collect();
+    let (path, value) = find_slot(&visible, Some(&variable.name))?;
+    match &variable.allowed {
+        Some(allowed) if !allowed.contains(&value) => None,
+        _ => Some(path),
+    }
 }
 
 /// Variable name -> output path, from tfrollback.hcl then the flags (the flags win).
@@ -422,6 +438,20 @@ mod tests {
     }
 
     #[test]
+    fn the_slot_variable_finds_a_slot_named_key() {
+        let cfg = config(vec![var("deployment_slot", VarType::String, Some(BG))]);
+        let target = outputs(&[("current_config", json!({"active_slot": "blue"}), false)]);
+        let m = map_variables(&cfg, &MappingOptions::default(), &target, &target, "v").unwrap();
+        assert_eq!(
+            m.slot().unwrap().source,
+            Source::Output("current_config.active_slot".into())
+        );
+        let purple = outputs(&[("current_config", json!({"active_slot": "purple"}), false)]);
+        let m = map_variables(&cfg, &MappingOptions::default(), &purple, &purple, "v").unwrap();
+        assert!(m.slot().is_none(), "a value the validation refuses is not the slot");
+    }
+
+    #[test]
     fn explicit_maps_win_and_generated_variables_are_set() {
         let mut cfg = config(vec![
             var("active_slot", VarType::String, Some(BG)),
@@ -540,6 +570,9 @@ mod tests {
         let plain: BTreeMap<String, Value> =
             [("color".to_string(), json!("blue"))].into_iter().collect();
         assert_eq!(find_slot(&plain, None), Some(("color".into(), "blue".into())));
-        assert_eq!(find_slot(&plain, Some("active_slot")), None);
+        assert_eq!(
+            find_slot(&plain, Some("active_slot")),
+            Some(("color".into(), "blue".into()))
+        );
     }
 }

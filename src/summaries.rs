@@ -25,6 +25,12 @@ pub async fn summaries(
         .filter(|v| !v.delete_marker && cache.get(&v.version_id).is_none())
         .map(|v| v.version_id.clone())
         .collect();
+    let states = versions.iter().filter(|v| !v.delete_marker).count();
+    tracing::info!(
+        "{} of {states} version(s) known from the cache, {} to read from S3",
+        states - missing.len(),
+        missing.len()
+    );
     progress.set_length(missing.len() as u64);
     let fetched: Vec<(VersionId, Cached)> = stream::iter(missing)
         .map(|id| async move {
