@@ -1,0 +1,7 @@
+//! The integration test binary: every module drives the real `tfrollback` and `terraform`
+//! binaries against the local S3 server started by `lab`.
+
+mod lab;
+mod lab_smoke;
+mod read_path;
+mod rollback;
