@@ -48,10 +48,11 @@ pub enum BackendError {
 impl BackendConfig {
     /// Reads `.terraform/terraform.tfstate`. `Ok(None)` when it records no backend.
     pub fn from_init_state(file: &str, text: &str) -> Result<Option<BackendConfig>, BackendError> {
-        let doc: Value = serde_json::from_str(text).map_err(|e| BackendError::InitStateInvalid {
-            file: file.to_string(),
-            detail: e.to_string(),
-        })?;
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| BackendError::InitStateInvalid {
+                file: file.to_string(),
+                detail: e.to_string(),
+            })?;
         let Some(backend) = doc.get("backend").filter(|b| !b.is_null()) else {
             return Ok(None);
         };
@@ -76,7 +77,11 @@ impl BackendConfig {
             detail: e.to_string(),
         })?;
         for terraform in body.blocks().filter(|b| b.identifier() == "terraform") {
-            for backend in terraform.body().blocks().filter(|b| b.identifier() == "backend") {
+            if let Some(backend) = terraform
+                .body()
+                .blocks()
+                .find(|b| b.identifier() == "backend")
+            {
                 let kind = backend
                     .labels()
                     .first()
@@ -249,7 +254,10 @@ mod tests {
         assert_eq!(c.use_path_style, Some(true));
         assert_eq!(c.endpoint_s3.as_deref(), Some("http://localhost:4566"));
         assert_eq!(c.region, None);
-        assert_eq!(BackendConfig::from_tf("x.tf", "variable \"a\" {}").unwrap(), None);
+        assert_eq!(
+            BackendConfig::from_tf("x.tf", "variable \"a\" {}").unwrap(),
+            None
+        );
         assert!(matches!(
             BackendConfig::from_tf("bad.tf", "terraform {"),
             Err(BackendError::HclInvalid { .. })
@@ -274,7 +282,10 @@ mod tests {
 
     #[test]
     fn workspace_keys_follow_the_backend() {
-        assert_eq!(workspace_key("a/t.tfstate", "default", "env:"), "a/t.tfstate");
+        assert_eq!(
+            workspace_key("a/t.tfstate", "default", "env:"),
+            "a/t.tfstate"
+        );
         assert_eq!(
             workspace_key("a/t.tfstate", "staging", "env:"),
             "env:/staging/a/t.tfstate"

@@ -74,7 +74,9 @@ impl SummaryCache {
 
     /// Writes the cache atomically (a temporary file renamed into place).
     pub fn save(&mut self) -> Result<(), std::io::Error> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         if !self.dirty {
             return Ok(());
         }

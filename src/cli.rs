@@ -37,7 +37,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Terraform working directory (where `terraform init` ran)
-    #[arg(short = 'C', long, global = true, value_name = "DIR", default_value = ".")]
+    #[arg(
+        short = 'C',
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "."
+    )]
     pub chdir: PathBuf,
 
     /// S3 bucket holding the state (default: from the backend configuration)

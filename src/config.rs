@@ -80,7 +80,10 @@ impl VarType {
     fn field(expr: &Expression) -> (VarType, bool) {
         match expr {
             Expression::FuncCall(call) if call.name.name.as_str() == "optional" => (
-                call.args.first().map(VarType::parse).unwrap_or(VarType::Any),
+                call.args
+                    .first()
+                    .map(VarType::parse)
+                    .unwrap_or(VarType::Any),
                 true,
             ),
             other => (VarType::parse(other), false),
@@ -102,10 +105,12 @@ impl VarType {
                 ts.len() == items.len() && ts.iter().zip(items).all(|(t, i)| t.accepts(i))
             }
             (VarType::Object(fields), Value::Object(m)) => {
-                fields.iter().all(|(name, (t, optional))| match m.get(name) {
-                    Some(v) => t.accepts(v),
-                    None => *optional,
-                })
+                fields
+                    .iter()
+                    .all(|(name, (t, optional))| match m.get(name) {
+                        Some(v) => t.accepts(v),
+                        None => *optional,
+                    })
             }
             _ => false,
         }
@@ -181,7 +186,11 @@ pub fn read_tf_files(dir: &Path) -> Result<Vec<(String, String)>, ConfigError> {
                 path: path.display().to_string(),
                 source,
             })?;
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             files.push((name, text));
         }
     }
@@ -208,17 +217,26 @@ pub fn parse_variables(file: &str, text: &str) -> Result<Vec<Variable>, ConfigEr
             continue;
         };
         let attr = |key: &str| block.body().attributes().find(|a| a.key() == key);
-        let ty = attr("type").map(|a| VarType::parse(a.expr())).unwrap_or(VarType::Any);
+        let ty = attr("type")
+            .map(|a| VarType::parse(a.expr()))
+            .unwrap_or(VarType::Any);
         let sensitive = attr("sensitive")
             .and_then(|a| hclx::literal(a.expr()))
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
         let mut allowed: Option<Vec<String>> = None;
-        for validation in block.body().blocks().filter(|b| b.identifier() == "validation") {
-            if let Some(cond) = validation.body().attributes().find(|a| a.key() == "condition") {
-                if let Some(values) = allowed_values(cond.expr(), &name) {
-                    allowed.get_or_insert_with(Vec::new).extend(values);
-                }
+        for validation in block
+            .body()
+            .blocks()
+            .filter(|b| b.identifier() == "validation")
+        {
+            if let Some(cond) = validation
+                .body()
+                .attributes()
+                .find(|a| a.key() == "condition")
+                && let Some(values) = allowed_values(cond.expr(), &name)
+            {
+                allowed.get_or_insert_with(Vec::new).extend(values);
             }
         }
         out.push(Variable {
@@ -235,7 +253,9 @@ pub fn parse_variables(file: &str, text: &str) -> Result<Vec<Variable>, ConfigEr
 fn allowed_values(condition: &Expression, name: &str) -> Option<Vec<String>> {
     let mut found = None;
     hclx::walk(condition, &mut |e| {
-        let Expression::FuncCall(call) = e else { return };
+        let Expression::FuncCall(call) = e else {
+            return;
+        };
         if call.name.name.as_str() != "contains" || call.args.len() != 2 {
             return;
         }

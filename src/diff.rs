@@ -50,7 +50,9 @@ pub fn diff_states(from: &State<'_>, to: &State<'_>) -> StateDiff {
         let change = match (a, b) {
             (None, Some(_)) => Change::Added,
             (Some(_), None) => Change::Removed,
-            (Some(a), Some(b)) if a.value != b.value || a.sensitive != b.sensitive => Change::Changed,
+            (Some(a), Some(b)) if a.value != b.value || a.sensitive != b.sensitive => {
+                Change::Changed
+            }
             _ => continue,
         };
         let sensitive = a.is_some_and(|o| o.sensitive) || b.is_some_and(|o| o.sensitive);
@@ -127,7 +129,11 @@ mod tests {
             json!([res("router", "blue"), res("fresh", "y"), res("keep", "k")]),
         );
         let d = diff_states(&State::parse(&a).unwrap(), &State::parse(&b).unwrap());
-        let summary: Vec<_> = d.outputs.iter().map(|o| (o.name.as_str(), o.change)).collect();
+        let summary: Vec<_> = d
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.change))
+            .collect();
         assert_eq!(
             summary,
             [

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use crate::config::ConfigError;
 use crate::journal::JournalError;
 use crate::lock::LockError;
-use crate::terraform::TerraformError;
 use crate::mapping::MappingError;
 use crate::s3::S3Error;
 use crate::selector::{SelectorError, VersionId};
 use crate::settings::SettingsError;
 use crate::state::StateError;
+use crate::terraform::TerraformError;
 
 /// Exit codes, as documented in `--help` and docs/exit-codes.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,10 +118,10 @@ impl Error {
         let mut out = format!("error: {self}");
         let mut source = self.source();
         // `transparent` variants share their inner error's message; skip repeating it.
-        if let Some(s) = source {
-            if s.to_string() == self.to_string() {
-                source = s.source();
-            }
+        if let Some(s) = source
+            && s.to_string() == self.to_string()
+        {
+            source = s.source();
         }
         while let Some(s) = source {
             out.push_str(&format!("\n  caused by: {s}"));

@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Creates `dir` (and missing parents) and makes the directory itself 0700.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, Permissions::from_mode(0o700))
 }
 
@@ -19,7 +22,10 @@ pub fn make_private(path: &Path) -> std::io::Result<()> {
 /// Writes `bytes` to `path` atomically (a temporary file in the same directory, renamed into
 /// place), with the given mode.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     fs::set_permissions(tmp.path(), Permissions::from_mode(mode))?;
     tmp.write_all(bytes)?;
@@ -41,7 +47,10 @@ mod tests {
         assert_eq!(mode, 0o700);
         let file = dir.join("f");
         write_atomic(&file, b"x", 0o600).unwrap();
-        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read(&file).unwrap(), b"x");
     }
 }

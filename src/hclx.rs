@@ -120,11 +120,14 @@ mod tests {
         assert_eq!(var_reference(&expr("var.active_slot")), Some("active_slot"));
         assert_eq!(var_reference(&expr("local.active_slot")), None);
         let mut names = vec![];
-        walk(&expr("contains([\"a\"], var.s) && length(var.t) > 0"), &mut |e| {
-            if let Some(n) = var_reference(e) {
-                names.push(n.to_string());
-            }
-        });
+        walk(
+            &expr("contains([\"a\"], var.s) && length(var.t) > 0"),
+            &mut |e| {
+                if let Some(n) = var_reference(e) {
+                    names.push(n.to_string());
+                }
+            },
+        );
         assert_eq!(names, vec!["s", "t"]);
     }
 }

@@ -74,7 +74,9 @@ pub struct Journal {
 impl Journal {
     /// True once the apply step has begun: from then on the state may have changed.
     pub fn apply_started(&self) -> bool {
-        self.steps.iter().any(|s| s.name == "apply" || s.name == "restore")
+        self.steps
+            .iter()
+            .any(|s| s.name == "apply" || s.name == "restore")
     }
 
     pub fn last_step(&self) -> Option<&StepRecord> {
@@ -134,7 +136,9 @@ impl JournalStore {
     /// Writes both copies; S3 first, since it survives the machine.
     pub async fn write(&self, journal: &Journal) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
-        self.store.put(&self.s3_key(), bytes, &Condition::None).await?;
+        self.store
+            .put(&self.s3_key(), bytes, &Condition::None)
+            .await?;
         self.write_local(journal)
     }
 

@@ -42,7 +42,10 @@ pub fn main() -> ExitCode {
     init_logging(cli.global.verbose, cli.global.quiet);
     let printer = Printer::new(&cli.global);
     let json = cli.global.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -91,7 +94,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = format!("{level},aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=info,aws_config=info,aws_sdk_dynamodb=info,aws_sdk_sts=info,hyper=warn,hyper_util=warn,h2=warn,rustls=warn");
+    let filter = format!(
+        "{level},aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=info,aws_config=info,aws_sdk_dynamodb=info,aws_sdk_sts=info,hyper=warn,hyper_util=warn,h2=warn,rustls=warn"
+    );
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -35,7 +35,13 @@ pub struct LockInfo {
 
 impl LockInfo {
     /// A new lock for `operation` on the state at `bucket/key`.
-    pub fn new(operation: String, info: String, version: String, bucket: &str, key: &str) -> LockInfo {
+    pub fn new(
+        operation: String,
+        info: String,
+        version: String,
+        bucket: &str,
+        key: &str,
+    ) -> LockInfo {
         LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             operation,
@@ -75,7 +81,10 @@ pub enum LockError {
         "the state is locked by {} since {}: operation `{}`, lock ID {} ({place})",
         holder.who, holder.created, holder.operation, holder.id
     )]
-    Held { holder: LockInfo, place: &'static str },
+    Held {
+        holder: Box<LockInfo>,
+        place: &'static str,
+    },
     #[error(transparent)]
     S3(#[from] S3Error),
     #[error("DynamoDB table {table} does not exist")]
@@ -196,7 +205,10 @@ impl LockTable {
     /// terraform read does not fail with "state data in S3 does not have the expected content".
     pub async fn set_digest(&self, bucket: &str, key: &str, state: &[u8]) -> Result<(), LockError> {
         use md5::{Digest, Md5};
-        let digest: String = Md5::digest(state).iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = Md5::digest(state)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.client
             .put_item()
             .table_name(&self.table)
@@ -206,10 +218,6 @@ impl LockTable {
             .await
             .map_err(|e| dynamo_error(e, "PutItem", &self.table))?;
         Ok(())
-    }
-
-    pub async fn digest(&self, bucket: &str, key: &str) -> Result<Option<String>, LockError> {
-        self.get(&format!("{bucket}/{key}-md5"), "Digest").await
     }
 }
 
@@ -287,11 +295,17 @@ impl Locker {
         };
         if self.lockfile {
             let body = info.to_json().into_bytes();
-            match self.store.put(&self.lockfile_key(), body, &Condition::Absent).await {
+            match self
+                .store
+                .put(&self.lockfile_key(), body, &Condition::Absent)
+                .await
+            {
                 Ok(_) => {}
                 Err(S3Error::PreconditionFailed { .. }) => {
                     return Err(LockError::Held {
-                        holder: self.lockfile_holder().await?.unwrap_or_else(unknown_holder),
+                        holder: Box::new(
+                            self.lockfile_holder().await?.unwrap_or_else(unknown_holder),
+                        ),
                         place: "lock file",
                     });
                 }
@@ -314,7 +328,7 @@ impl Locker {
                     .and_then(|j| serde_json::from_str(&j).ok())
                     .unwrap_or_else(unknown_holder);
                 return Err(LockError::Held {
-                    holder,
+                    holder: Box::new(holder),
                     place: "DynamoDB",
                 });
             }
@@ -344,10 +358,12 @@ impl Locker {
     /// is not ours is left alone. Returns whether anything of ours was released.
     pub async fn release(&self, held: &HeldLock) -> Result<bool, LockError> {
         let mut released = false;
-        if held.dynamodb {
-            if let Some(table) = &self.table {
-                released |= table.delete_lock(&self.lock_id(), &held.info.to_json()).await?;
-            }
+        if held.dynamodb
+            && let Some(table) = &self.table
+        {
+            released |= table
+                .delete_lock(&self.lock_id(), &held.info.to_json())
+                .await?;
         }
         if held.lockfile {
             released |= self.release_lockfile(&held.info).await?;
@@ -357,15 +373,17 @@ impl Locker {
 
     /// Who holds the lock now, if anyone.
     pub async fn holder(&self) -> Result<Option<LockInfo>, LockError> {
-        if self.lockfile {
-            if let Some(h) = self.lockfile_holder().await? {
-                return Ok(Some(h));
-            }
+        if self.lockfile
+            && let Some(h) = self.lockfile_holder().await?
+        {
+            return Ok(Some(h));
         }
-        if let Some(table) = &self.table {
-            if let Some(json) = table.get(&self.lock_id(), "Info").await? {
-                return Ok(Some(serde_json::from_str(&json).unwrap_or_else(|_| unknown_holder())));
-            }
+        if let Some(table) = &self.table
+            && let Some(json) = table.get(&self.lock_id(), "Info").await?
+        {
+            return Ok(Some(
+                serde_json::from_str(&json).unwrap_or_else(|_| unknown_holder()),
+            ));
         }
         Ok(None)
     }
@@ -389,9 +407,23 @@ mod tests {
 
     #[test]
     fn lock_info_uses_terraforms_field_names() {
-        let info = LockInfo::new("tfrollback to previous".into(), String::new(), "1.11.4".into(), "b", "app/terraform.tfstate");
+        let info = LockInfo::new(
+            "tfrollback to previous".into(),
+            String::new(),
+            "1.11.4".into(),
+            "b",
+            "app/terraform.tfstate",
+        );
         let v: serde_json::Value = serde_json::from_str(&info.to_json()).unwrap();
-        for field in ["ID", "Operation", "Info", "Who", "Version", "Created", "Path"] {
+        for field in [
+            "ID",
+            "Operation",
+            "Info",
+            "Who",
+            "Version",
+            "Created",
+            "Path",
+        ] {
             assert!(v.get(field).is_some(), "{field}");
         }
         assert_eq!(v["Path"], "b/app/terraform.tfstate");

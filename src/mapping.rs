@@ -25,7 +25,9 @@ pub enum MappingError {
         "the slot variable `{name}` is not declared in the configuration; check --slot-var or slot_variable in tfrollback.hcl"
     )]
     UnknownSlot { name: String },
-    #[error("`{spec}` is not a mapping; write OUTPUT.PATH=VARIABLE, for example current_config.active_slot=active_slot")]
+    #[error(
+        "`{spec}` is not a mapping; write OUTPUT.PATH=VARIABLE, for example current_config.active_slot=active_slot"
+    )]
     BadMap { spec: String },
     #[error(
         "the mapping `{source_path}` names variable `{variable}`, which the configuration does not declare"
@@ -157,7 +159,14 @@ pub fn map_variables(
             });
             continue;
         }
-        check_value(name, &path, &var.ty, var.allowed.as_deref(), value, sensitive)?;
+        check_value(
+            name,
+            &path,
+            &var.ty,
+            var.allowed.as_deref(),
+            value,
+            sensitive,
+        )?;
         mapping.variables.push(RollbackVariable {
             name: name.clone(),
             current: lookup(current, &path).map(|(v, _)| v.clone()),
@@ -189,10 +198,10 @@ pub fn map_variables(
             continue;
         }
         debug_assert!(ty.accepts(&value));
-        if let (Some(allowed), Value::String(s)) = (&var.allowed, &value) {
-            if !allowed.contains(s) {
-                continue;
-            }
+        if let (Some(allowed), Value::String(s)) = (&var.allowed, &value)
+            && !allowed.contains(s)
+        {
+            continue;
         }
         mapping.variables.push(RollbackVariable {
             name: name.to_string(),
@@ -210,7 +219,11 @@ pub fn slot_variable(
     config: &Configuration,
     options: &MappingOptions,
 ) -> Result<Option<String>, MappingError> {
-    if let Some(name) = options.slot_var.as_ref().or(config.tool.slot_variable.as_ref()) {
+    if let Some(name) = options
+        .slot_var
+        .as_ref()
+        .or(config.tool.slot_variable.as_ref())
+    {
         return if config.variables.contains_key(name) {
             Ok(Some(name.clone()))
         } else {
@@ -248,14 +261,20 @@ pub fn slot_variable(
 /// object key) when the variable is known, else the first output or object key with a slot-like
 /// name, else the first string output whose value names a colour slot. `outputs` holds values
 /// as they may be shown (sensitive ones are never a slot).
-pub fn find_slot(outputs: &BTreeMap<String, Value>, slot_var: Option<&str>) -> Option<(String, String)> {
+pub fn find_slot(
+    outputs: &BTreeMap<String, Value>,
+    slot_var: Option<&str>,
+) -> Option<(String, String)> {
     let as_slot = |path: String, v: &Value| v.as_str().map(|s| (path, s.to_string()));
     for name in slot_var.into_iter().chain(SLOT_NAMES) {
         if let Some(found) = outputs.get(name).and_then(|v| as_slot(name.to_string(), v)) {
             return Some(found);
         }
         for (output, value) in outputs {
-            if let Some(found) = value.get(name).and_then(|v| as_slot(format!("{output}.{name}"), v)) {
+            if let Some(found) = value
+                .get(name)
+                .and_then(|v| as_slot(format!("{output}.{name}"), v))
+            {
                 return Some(found);
             }
         }
@@ -297,7 +316,11 @@ fn explicit_maps(
             .map(|(p, v)| (p.trim().to_string(), v.trim().to_string()))
             .ok_or_else(|| MappingError::BadMap { spec: spec.clone() })
     });
-    let from_file = config.tool.map.iter().map(|(p, v)| Ok((p.clone(), v.clone())));
+    let from_file = config
+        .tool
+        .map
+        .iter()
+        .map(|(p, v)| Ok((p.clone(), v.clone())));
     for pair in from_file.chain(from_flags) {
         let (path, variable) = pair?;
         if !config.variables.contains_key(&variable) {
@@ -318,7 +341,11 @@ fn implicit_path(variable: &str, outputs: &BTreeMap<String, Output>) -> Option<S
     }
     outputs
         .iter()
-        .find(|(_, o)| o.value.as_object().is_some_and(|m| m.contains_key(variable)))
+        .find(|(_, o)| {
+            o.value
+                .as_object()
+                .is_some_and(|m| m.contains_key(variable))
+        })
         .map(|(name, _)| format!("{name}.{variable}"))
 }
 
@@ -352,18 +379,18 @@ fn check_value(
             expected: ty.describe(),
         });
     }
-    if let (Some(allowed), Value::String(s)) = (allowed, value) {
-        if !allowed.contains(s) {
-            return Err(MappingError::NotAllowed {
-                variable: name.to_string(),
-                value: if sensitive {
-                    crate::SENSITIVE.to_string()
-                } else {
-                    format!("{s:?}")
-                },
-                allowed: allowed.to_vec(),
-            });
-        }
+    if let (Some(allowed), Value::String(s)) = (allowed, value)
+        && !allowed.contains(s)
+    {
+        return Err(MappingError::NotAllowed {
+            variable: name.to_string(),
+            value: if sensitive {
+                crate::SENSITIVE.to_string()
+            } else {
+                format!("{s:?}")
+            },
+            allowed: allowed.to_vec(),
+        });
     }
     Ok(())
 }
@@ -448,7 +475,10 @@ mod tests {
         );
         let purple = outputs(&[("current_config", json!({"active_slot": "purple"}), false)]);
         let m = map_variables(&cfg, &MappingOptions::default(), &purple, &purple, "v").unwrap();
-        assert!(m.slot().is_none(), "a value the validation refuses is not the slot");
+        assert!(
+            m.slot().is_none(),
+            "a value the validation refuses is not the slot"
+        );
     }
 
     #[test]
@@ -463,7 +493,9 @@ mod tests {
                 Some(&["none", "blue_green"]),
             ),
         ]);
-        cfg.tool.map.insert("live.slot".into(), "active_slot".into());
+        cfg.tool
+            .map
+            .insert("live.slot".into(), "active_slot".into());
         let target = outputs(&[
             ("live", json!({"slot": "green"}), false),
             ("active_slot", json!("blue"), false),
@@ -542,7 +574,13 @@ mod tests {
         ));
         let bad_count = outputs(&[("instance_count", json!({"n": 1}), false)]);
         assert!(matches!(
-            map_variables(&cfg, &MappingOptions::default(), &bad_count, &bad_count, "v"),
+            map_variables(
+                &cfg,
+                &MappingOptions::default(),
+                &bad_count,
+                &bad_count,
+                "v"
+            ),
             Err(MappingError::TypeMismatch { .. })
         ));
         let opts = MappingOptions {
@@ -558,7 +596,10 @@ mod tests {
     #[test]
     fn finds_the_slot_in_list_rows() {
         let outs: BTreeMap<String, Value> = [
-            ("current_config".to_string(), json!({"deployment_slot": "green", "n": 2})),
+            (
+                "current_config".to_string(),
+                json!({"deployment_slot": "green", "n": 2}),
+            ),
             ("url".to_string(), json!("https://x")),
         ]
         .into_iter()
@@ -569,7 +610,10 @@ mod tests {
         );
         let plain: BTreeMap<String, Value> =
             [("color".to_string(), json!("blue"))].into_iter().collect();
-        assert_eq!(find_slot(&plain, None), Some(("color".into(), "blue".into())));
+        assert_eq!(
+            find_slot(&plain, None),
+            Some(("color".into(), "blue".into()))
+        );
         assert_eq!(
             find_slot(&plain, Some("active_slot")),
             Some(("color".into(), "blue".into()))

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use crate::commands::Context;
 use crate::error::Error;
 use crate::fsx;
-use crate::journal::{Journal, JournalStore, LOCAL_DIR, Snapshot, StepRecord, StepStatus, VersionRef};
+use crate::journal::{
+    Journal, JournalStore, LOCAL_DIR, Snapshot, StepRecord, StepStatus, VersionRef,
+};
 use crate::lock::{HeldLock, LockInfo, LockTable, Locker};
 use crate::report::Orphan;
 use crate::s3::{Condition, Fetched, Written};
@@ -24,7 +26,10 @@ pub fn interrupts() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         let mut first = true;
@@ -34,7 +39,9 @@ pub fn interrupts() -> watch::Receiver<bool> {
                 _ = term.recv() => {},
             }
             if first {
-                eprintln!("tfrollback: stopping; terraform was asked to stop and the state will be left as safe as it was found");
+                eprintln!(
+                    "tfrollback: stopping; terraform was asked to stop and the state will be left as safe as it was found"
+                );
                 let _ = tx.send(true);
                 first = false;
             } else {
@@ -58,7 +65,11 @@ pub struct Operation<'a> {
 impl<'a> Operation<'a> {
     pub fn new(ctx: &'a Context, command: String, target: VersionRef) -> Operation<'a> {
         let table = LockTable::new(&ctx.aws, &ctx.settings.backend);
-        let locker = Locker::new(ctx.store.clone(), table.clone(), ctx.settings.backend.use_lockfile);
+        let locker = Locker::new(
+            ctx.store.clone(),
+            table.clone(),
+            ctx.settings.backend.use_lockfile,
+        );
         Operation {
             ctx,
             journal: Journal {
@@ -93,14 +104,6 @@ impl<'a> Operation<'a> {
         &self.journals
     }
 
-    pub fn locker(&self) -> &Locker {
-        &self.locker
-    }
-
-    pub fn lock_held(&self) -> bool {
-        self.held.is_some()
-    }
-
     /// Starts a step: records it in the journal before anything of it runs. Before the lock is
     /// held only the local journal is written, so another operation's journal is never touched.
     pub async fn begin(&mut self, name: &str) -> Result<(), Error> {
@@ -117,11 +120,12 @@ impl<'a> Operation<'a> {
 
     /// Ends the running step with `status` (the journal is written at the next step).
     pub fn finish_step(&mut self, status: StepStatus) {
-        if let (Some(started), Some(step)) = (self.step_started.take(), self.journal.steps.last_mut()) {
-            if step.status == StepStatus::Running {
-                step.status = status;
-                step.duration_ms = started.elapsed().as_millis() as u64;
-            }
+        if let (Some(started), Some(step)) =
+            (self.step_started.take(), self.journal.steps.last_mut())
+            && step.status == StepStatus::Running
+        {
+            step.status = status;
+            step.duration_ms = started.elapsed().as_millis() as u64;
         }
     }
 
@@ -145,14 +149,13 @@ impl<'a> Operation<'a> {
         Ok(())
     }
 
-    /// Records the terraform child so `recover` can wait for it.
-    pub async fn set_terraform_pid(&mut self, pid: Option<u32>) -> Result<(), Error> {
-        self.journal.terraform_pid = pid;
-        self.save().await
-    }
-
     /// Takes the state lock the way terraform does, waiting up to `timeout` for another holder.
-    pub async fn lock(&mut self, operation: String, terraform_version: String, timeout: Duration) -> Result<(), Error> {
+    pub async fn lock(
+        &mut self,
+        operation: String,
+        terraform_version: String,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         if !self.locker.enabled() {
             self.ctx.printer.note(
                 "warning: the backend configures no state lock (neither use_lockfile nor dynamodb_table), so nothing keeps others out during the rollback",
@@ -191,12 +194,17 @@ impl<'a> Operation<'a> {
 
     /// Adopts the lock of an interrupted operation when its ID is the one the journal
     /// recorded; otherwise takes the lock anew. Returns whether the old lock was adopted.
-    pub async fn adopt_lock(&mut self, terraform_version: String, timeout: Duration) -> Result<bool, Error> {
-        if let (Some(recorded), Some(holder)) = (self.journal.lock.clone(), self.locker.holder().await?) {
-            if holder.id == recorded.info.id {
-                self.held = Some(recorded);
-                return Ok(true);
-            }
+    pub async fn adopt_lock(
+        &mut self,
+        terraform_version: String,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
+        if let (Some(recorded), Some(holder)) =
+            (self.journal.lock.clone(), self.locker.holder().await?)
+            && holder.id == recorded.info.id
+        {
+            self.held = Some(recorded);
+            return Ok(true);
         }
         let operation = format!("tfrollback recover {}", self.journal.operation_id);
         self.lock(operation, terraform_version, timeout).await?;
@@ -205,10 +213,10 @@ impl<'a> Operation<'a> {
 
     /// Releases the lock if it is ours.
     pub async fn unlock(&mut self) -> Result<(), Error> {
-        if let Some(held) = self.held.take() {
-            if !self.locker.release(&held).await? {
-                tracing::warn!("the lock was no longer ours to release");
-            }
+        if let Some(held) = self.held.take()
+            && !self.locker.release(&held).await?
+        {
+            tracing::warn!("the lock was no longer ours to release");
         }
         Ok(())
     }
@@ -217,7 +225,10 @@ impl<'a> Operation<'a> {
     pub async fn snapshot(&mut self) -> Result<Snapshot, Error> {
         let current = self.current().await?;
         let summary = state::summarize(&current.body).map_err(|source| Error::State {
-            version: current.version_id.clone().unwrap_or_else(crate::selector::VersionId::null),
+            version: current
+                .version_id
+                .clone()
+                .unwrap_or_else(crate::selector::VersionId::null),
             location: self.ctx.location(),
             source,
         })?;
@@ -227,7 +238,10 @@ impl<'a> Operation<'a> {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "null".into());
         let dir = PathBuf::from(LOCAL_DIR).join("snapshots");
-        let file = dir.join(format!("{}-serial-{}.tfstate", self.journal.operation_id, summary.serial));
+        let file = dir.join(format!(
+            "{}-serial-{}.tfstate",
+            self.journal.operation_id, summary.serial
+        ));
         let abs_dir = self.ctx.settings.workdir.join(&dir);
         let abs_file = self.ctx.settings.workdir.join(&file);
         fsx::create_private_dir(&abs_dir)
@@ -250,11 +264,18 @@ impl<'a> Operation<'a> {
 
     /// The state object as it is now.
     pub async fn current(&self) -> Result<Fetched, Error> {
-        self.ctx.store.get(self.ctx.store.key()).await?.ok_or_else(|| Error::Refused {
-            reason: format!("{} does not exist (deleted, or never written)", self.ctx.location()),
-            hint: "run `tfrollback list` to see its versions".into(),
-            usage: false,
-        })
+        self.ctx
+            .store
+            .get(self.ctx.store.key())
+            .await?
+            .ok_or_else(|| Error::Refused {
+                reason: format!(
+                    "{} does not exist (deleted, or never written)",
+                    self.ctx.location()
+                ),
+                hint: "run `tfrollback list` to see its versions".into(),
+                usage: false,
+            })
     }
 
     /// Writes `content` as the new current state over `over`: serial = over's serial + 1,
@@ -263,7 +284,10 @@ impl<'a> Operation<'a> {
         let location = self.ctx.location();
         let over_serial = state::summarize(&over.body)
             .map_err(|source| Error::State {
-                version: over.version_id.clone().unwrap_or_else(crate::selector::VersionId::null),
+                version: over
+                    .version_id
+                    .clone()
+                    .unwrap_or_else(crate::selector::VersionId::null),
                 location: location.clone(),
                 source,
             })?
@@ -277,7 +301,11 @@ impl<'a> Operation<'a> {
         let written = self
             .ctx
             .store
-            .put(self.ctx.store.key(), body.clone(), &Condition::Matches(etag))
+            .put(
+                self.ctx.store.key(),
+                body.clone(),
+                &Condition::Matches(etag),
+            )
             .await?;
         if let Some(table) = &self.table {
             table
@@ -291,11 +319,15 @@ impl<'a> Operation<'a> {
     /// Returns the new version (None when nothing needed writing) and the resources that the
     /// state now holds but the snapshot does not (left outside the restored state).
     pub async fn restore_snapshot(&mut self) -> Result<(Option<String>, Vec<Orphan>), Error> {
-        let snapshot = self.journal.snapshot.clone().ok_or_else(|| Error::Refused {
-            reason: "no snapshot was taken, so there is nothing to restore".into(),
-            hint: "the state was not changed by this operation".into(),
-            usage: false,
-        })?;
+        let snapshot = self
+            .journal
+            .snapshot
+            .clone()
+            .ok_or_else(|| Error::Refused {
+                reason: "no snapshot was taken, so there is nothing to restore".into(),
+                hint: "the state was not changed by this operation".into(),
+                usage: false,
+            })?;
         let saved = self.snapshot_bytes(&snapshot).await?;
         let current = self.current().await?;
         if current.version_id.as_ref().map(|v| v.as_str()) == Some(snapshot.version_id.as_str()) {
@@ -331,7 +363,9 @@ impl<'a> Operation<'a> {
 
 /// Instances in `current` that `restored` does not track, with their `id` attribute.
 pub fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
-    let (Ok(cur_text), Ok(old_text)) = (std::str::from_utf8(current), std::str::from_utf8(restored)) else {
+    let (Ok(cur_text), Ok(old_text)) =
+        (std::str::from_utf8(current), std::str::from_utf8(restored))
+    else {
         return vec![];
     };
     let (Ok(cur), Ok(old)) = (State::parse(cur_text), State::parse(old_text)) else {
@@ -344,7 +378,11 @@ pub fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
             address: address.clone(),
             id: serde_json::from_str::<serde_json::Value>(raw.get())
                 .ok()
-                .and_then(|v| v.pointer("/attributes/id").and_then(|id| id.as_str()).map(str::to_string)),
+                .and_then(|v| {
+                    v.pointer("/attributes/id")
+                        .and_then(|id| id.as_str())
+                        .map(str::to_string)
+                }),
         })
         .collect()
 }

@@ -12,7 +12,6 @@ use crate::cli::GlobalArgs;
 pub struct Printer {
     pub json: bool,
     pub quiet: bool,
-    pub color: bool,
     progress: bool,
 }
 
@@ -27,18 +26,10 @@ impl Printer {
         Printer {
             json: args.json,
             quiet: args.quiet,
-            color,
-            progress: !args.json && !args.quiet && !env_says_plain && std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// A printer for tests and callers that want plain text.
-    pub fn plain() -> Printer {
-        Printer {
-            json: false,
-            quiet: false,
-            color: false,
-            progress: false,
+            progress: !args.json
+                && !args.quiet
+                && !env_says_plain
+                && std::io::stderr().is_terminal(),
         }
     }
 

@@ -166,7 +166,11 @@ pub fn render_list(view: &ListView) -> String {
             "{mark} {:<id_width$}  {:<19}  {:>9}  {:>6}  {:<8}  {:<8}  {:>5}  {tail}",
             v.version_id,
             human_time(&v.last_modified),
-            if v.delete_marker { dash() } else { human_size(v.size) },
+            if v.delete_marker {
+                dash()
+            } else {
+                human_size(v.size)
+            },
             v.serial.map(|s| s.to_string()).unwrap_or_else(dash),
             v.lineage
                 .as_deref()
@@ -187,7 +191,11 @@ pub fn render_list(view: &ListView) -> String {
 pub fn render_version(v: &VersionView) -> String {
     let mut out = String::new();
     let current = if v.is_latest { " (current)" } else { "" };
-    let kind = if v.delete_marker { " (delete marker)" } else { "" };
+    let kind = if v.delete_marker {
+        " (delete marker)"
+    } else {
+        ""
+    };
     let _ = writeln!(out, "Version    {}{current}{kind}", v.version_id);
     let _ = writeln!(out, "Modified   {} UTC", human_time(&v.last_modified));
     if v.delete_marker {
@@ -307,13 +315,30 @@ pub fn render_diff(view: &DiffView) -> String {
         let null = Value::Null;
         match (o.change, o.sensitive) {
             (Change::Added, _) => {
-                let _ = writeln!(out, "  {} {} = {}", style("+").green(), o.name, pretty(o.to.as_ref().unwrap_or(&null)));
+                let _ = writeln!(
+                    out,
+                    "  {} {} = {}",
+                    style("+").green(),
+                    o.name,
+                    pretty(o.to.as_ref().unwrap_or(&null))
+                );
             }
             (Change::Removed, _) => {
-                let _ = writeln!(out, "  {} {} = {}", style("-").red(), o.name, pretty(o.from.as_ref().unwrap_or(&null)));
+                let _ = writeln!(
+                    out,
+                    "  {} {} = {}",
+                    style("-").red(),
+                    o.name,
+                    pretty(o.from.as_ref().unwrap_or(&null))
+                );
             }
             (Change::Changed, true) => {
-                let _ = writeln!(out, "  {} {} (sensitive: value changes)", style("~").yellow(), o.name);
+                let _ = writeln!(
+                    out,
+                    "  {} {} (sensitive: value changes)",
+                    style("~").yellow(),
+                    o.name
+                );
             }
             (Change::Changed, false) => {
                 let _ = writeln!(out, "  {} {}", style("~").yellow(), o.name);
@@ -351,12 +376,29 @@ pub fn render_diff(view: &DiffView) -> String {
             "  none: the target recorded no output that maps to a declared variable"
         );
     }
-    let width = view.variables.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let width = view
+        .variables
+        .iter()
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(0);
     for v in &view.variables {
-        let current = v.current.as_ref().map(pretty).unwrap_or_else(|| "(not recorded)".into());
+        let current = v
+            .current
+            .as_ref()
+            .map(pretty)
+            .unwrap_or_else(|| "(not recorded)".into());
         let rollback = pretty(&v.rollback);
-        let rollback = if v.slot { slot_style(&rollback) } else { rollback };
-        let marker = if v.current.as_ref() == Some(&v.rollback) { "  " } else { "~ " };
+        let rollback = if v.slot {
+            slot_style(&rollback)
+        } else {
+            rollback
+        };
+        let marker = if v.current.as_ref() == Some(&v.rollback) {
+            "  "
+        } else {
+            "~ "
+        };
         let _ = writeln!(
             out,
             "  {marker}{:<width$}  {current} -> {rollback}   ({}{})",

@@ -120,15 +120,31 @@ impl Report {
             let _ = writeln!(out, "  var file     {f}");
         }
         if matches!(self.status, Status::RolledBack) {
-            let _ = writeln!(out, "  verified     {}", if self.verified { "yes" } else { "no" });
+            let _ = writeln!(
+                out,
+                "  verified     {}",
+                if self.verified { "yes" } else { "no" }
+            );
         }
         if let Some(e) = &self.error {
-            let _ = writeln!(out, "  error        {}", e.replace('\n', "\n               "));
+            let _ = writeln!(
+                out,
+                "  error        {}",
+                e.replace('\n', "\n               ")
+            );
         }
         if !self.orphans.is_empty() {
-            let _ = writeln!(out, "  resources the failed apply created that the restored state does not track:");
+            let _ = writeln!(
+                out,
+                "  resources the failed apply created that the restored state does not track:"
+            );
             for o in &self.orphans {
-                let _ = writeln!(out, "    {} (id {})", o.address, o.id.as_deref().unwrap_or("unknown"));
+                let _ = writeln!(
+                    out,
+                    "    {} (id {})",
+                    o.address,
+                    o.id.as_deref().unwrap_or("unknown")
+                );
             }
         }
         for n in &self.next {
@@ -143,32 +159,67 @@ impl Report {
         let _ = writeln!(md, "| | |\n|---|---|");
         let _ = writeln!(md, "| State | `{}` |", self.location);
         let _ = writeln!(md, "| Command | `tfrollback {}` |", self.command);
-        let _ = writeln!(md, "| Status | `{}` |", serde_json::to_value(self.status).unwrap_or_default().as_str().unwrap_or(""));
+        let _ = writeln!(
+            md,
+            "| Status | `{}` |",
+            serde_json::to_value(self.status)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("")
+        );
         if let Some(t) = &self.target {
             let _ = writeln!(md, "| Target | `{}` (serial {}) |", t.version_id, t.serial);
         }
         if let Some(s) = &self.snapshot {
-            let _ = writeln!(md, "| Snapshot | `{}` (serial {}) |", s.version_id, s.serial);
+            let _ = writeln!(
+                md,
+                "| Snapshot | `{}` (serial {}) |",
+                s.version_id, s.serial
+            );
         }
         if let Some(v) = &self.new_version_id {
             let _ = writeln!(md, "| New version | `{v}` |");
         }
         if let Some(p) = &self.plan {
-            let _ = writeln!(md, "| Plan | {} to add, {} to change, {} to destroy |", p.add, p.change, p.destroy);
+            let _ = writeln!(
+                md,
+                "| Plan | {} to add, {} to change, {} to destroy |",
+                p.add, p.change, p.destroy
+            );
         }
-        let _ = writeln!(md, "| Verified | {} |", if self.verified { "yes" } else { "no" });
+        let _ = writeln!(
+            md,
+            "| Verified | {} |",
+            if self.verified { "yes" } else { "no" }
+        );
         let _ = writeln!(md, "| Operation | `{}` |", self.operation_id);
         if !self.variables.is_empty() {
-            let _ = writeln!(md, "\n### Variables\n\n| variable | before | after |\n|---|---|---|");
+            let _ = writeln!(
+                md,
+                "\n### Variables\n\n| variable | before | after |\n|---|---|---|"
+            );
             for v in &self.variables {
-                let before = v.current.as_ref().map(|c| format!("`{c}`")).unwrap_or_else(|| "-".into());
+                let before = v
+                    .current
+                    .as_ref()
+                    .map(|c| format!("`{c}`"))
+                    .unwrap_or_else(|| "-".into());
                 let _ = writeln!(md, "| `{}` | {before} | `{}` |", v.name, v.rollback);
             }
         }
-        let _ = writeln!(md, "\n### Steps\n\n| step | status | duration |\n|---|---|---|");
+        let _ = writeln!(
+            md,
+            "\n### Steps\n\n| step | status | duration |\n|---|---|---|"
+        );
         for s in &self.steps {
             let status = serde_json::to_value(s.status).unwrap_or_default();
-            let _ = writeln!(md, "| {} | {} | {} ms |", s.name, status.as_str().unwrap_or(""), s.duration_ms);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} ms |",
+                s.name,
+                status.as_str().unwrap_or(""),
+                s.duration_ms
+            );
         }
         if let Some(e) = &self.error {
             let _ = writeln!(md, "\n### Error\n\n```\n{e}\n```");
@@ -176,7 +227,12 @@ impl Report {
         if !self.orphans.is_empty() {
             let _ = writeln!(md, "\n### Resources left outside the state\n");
             for o in &self.orphans {
-                let _ = writeln!(md, "- `{}` (id `{}`)", o.address, o.id.as_deref().unwrap_or("unknown"));
+                let _ = writeln!(
+                    md,
+                    "- `{}` (id `{}`)",
+                    o.address,
+                    o.id.as_deref().unwrap_or("unknown")
+                );
             }
         }
         for n in &self.next {
@@ -192,7 +248,10 @@ impl Report {
             std::fs::write(path, &md)?;
         }
         if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {
-            let mut f = std::fs::OpenOptions::new().append(true).create(true).open(summary)?;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(summary)?;
             writeln!(f, "{md}")?;
         }
         Ok(())

@@ -306,7 +306,12 @@ impl StateStore {
     /// Writes an object next to the state (or the state itself) the way the backend writes
     /// state: JSON content type, SHA-256 checksum unless the backend skips it, the backend's
     /// encryption and ACL, and the given precondition.
-    pub async fn put(&self, key: &str, body: Vec<u8>, condition: &Condition) -> Result<Written, S3Error> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        condition: &Condition,
+    ) -> Result<Written, S3Error> {
         use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectCannedAcl, ServerSideEncryption};
         let target = format!("s3://{}/{key}", self.bucket);
         let mut req = self
@@ -338,16 +343,19 @@ impl StateStore {
             Condition::Absent => req.if_none_match("*"),
             Condition::Matches(etag) => req.if_match(etag),
         };
-        let out = req.send().await.map_err(|e| match classify(e, "PutObject", target) {
-            S3Error::PreconditionFailed { target, .. } => S3Error::PreconditionFailed {
-                target,
-                etag: match condition {
-                    Condition::Matches(etag) => etag.clone(),
-                    _ => "*".into(),
+        let out = req
+            .send()
+            .await
+            .map_err(|e| match classify(e, "PutObject", target) {
+                S3Error::PreconditionFailed { target, .. } => S3Error::PreconditionFailed {
+                    target,
+                    etag: match condition {
+                        Condition::Matches(etag) => etag.clone(),
+                        _ => "*".into(),
+                    },
                 },
-            },
-            other => other,
-        })?;
+                other => other,
+            })?;
         Ok(Written {
             version_id: out.version_id().and_then(|v| VersionId::parse(v).ok()),
             etag: out.e_tag().map(str::to_string),
@@ -491,7 +499,10 @@ impl StateStore {
     }
 
     /// Starts reading one version's body.
-    pub async fn open(&self, version: &VersionId) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
+    pub async fn open(
+        &self,
+        version: &VersionId,
+    ) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
         let mut req = self
             .client
             .get_object()
@@ -504,15 +515,16 @@ impl StateStore {
                 .sse_customer_key(key)
                 .sse_customer_key_md5(customer_key_md5(key));
         }
-        let out = req.send().await.map_err(|e| {
-            match classify(e, "GetObject", self.location()) {
-                S3Error::NoSuchVersion { target, .. } => S3Error::NoSuchVersion {
-                    version: version.to_string(),
-                    target,
-                },
-                other => other,
-            }
-        })?;
+        let out =
+            req.send()
+                .await
+                .map_err(|e| match classify(e, "GetObject", self.location()) {
+                    S3Error::NoSuchVersion { target, .. } => S3Error::NoSuchVersion {
+                        version: version.to_string(),
+                        target,
+                    },
+                    other => other,
+                })?;
         Ok(out.body)
     }
 
@@ -532,7 +544,10 @@ fn parse_id(id: Option<&str>) -> Result<VersionId, S3Error> {
         operation: "ListObjectVersions",
         target: String::new(),
         code: "InvalidVersionId".into(),
-        message: format!("the listing returned an unusable version id {:?}", id.unwrap_or("")),
+        message: format!(
+            "the listing returned an unusable version id {:?}",
+            id.unwrap_or("")
+        ),
     })
 }
 
@@ -544,7 +559,10 @@ fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
 /// The SDK returns versions and delete markers as two lists, each newest first; S3's own
 /// order interleaves them. Merge by time (S3 keeps one-second resolution), keeping each list's
 /// order, and let the latest entry win a tie.
-pub fn merge_newest_first(versions: Vec<ObjectVersion>, markers: Vec<ObjectVersion>) -> Vec<ObjectVersion> {
+pub fn merge_newest_first(
+    versions: Vec<ObjectVersion>,
+    markers: Vec<ObjectVersion>,
+) -> Vec<ObjectVersion> {
     let mut out = Vec::with_capacity(versions.len() + markers.len());
     let mut v = versions.into_iter().peekable();
     let mut m = markers.into_iter().peekable();

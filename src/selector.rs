@@ -16,9 +16,9 @@ impl VersionId {
     pub fn parse(s: &str) -> Result<VersionId, SelectorError> {
         let valid = !s.is_empty()
             && s.len() <= 1024
-            && s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'=' | b'+'));
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'=' | b'+')
+            });
         if valid {
             Ok(VersionId(s.to_string()))
         } else {
@@ -135,13 +135,15 @@ impl Selector {
                 location: location.clone(),
             })?;
         match self {
-            Selector::Id(id) => versions
-                .iter()
-                .find(|v| &v.version_id == id)
-                .ok_or(SelectorError::Unknown {
-                    id: id.clone(),
-                    location,
-                }),
+            Selector::Id(id) => {
+                versions
+                    .iter()
+                    .find(|v| &v.version_id == id)
+                    .ok_or(SelectorError::Unknown {
+                        id: id.clone(),
+                        location,
+                    })
+            }
             Selector::Current if latest.delete_marker => {
                 Err(SelectorError::CurrentDeleted { location })
             }
@@ -230,20 +232,37 @@ pub(crate) mod tests {
             Err(SelectorError::CurrentDeleted { .. })
         ));
         assert_eq!(
-            Selector::Back(1).resolve(&versions, "x").unwrap().version_id.as_str(),
+            Selector::Back(1)
+                .resolve(&versions, "x")
+                .unwrap()
+                .version_id
+                .as_str(),
             "v1"
         );
     }
 
     #[test]
     fn hostile_ids_are_refused() {
-        for bad in ["../etc/passwd", "a;rm -rf /", "$(id)", "a b", "`x`", "", "~x", "~-1"] {
+        for bad in [
+            "../etc/passwd",
+            "a;rm -rf /",
+            "$(id)",
+            "a b",
+            "`x`",
+            "",
+            "~x",
+            "~-1",
+        ] {
             assert!(
                 matches!(bad.parse::<Selector>(), Err(SelectorError::Invalid { .. })),
                 "{bad}"
             );
         }
-        assert!("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY.Ab_c-d=".parse::<Selector>().is_ok());
+        assert!(
+            "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY.Ab_c-d="
+                .parse::<Selector>()
+                .is_ok()
+        );
         assert!("null".parse::<Selector>().is_ok());
     }
 }

@@ -98,7 +98,11 @@ impl Field {
     fn captured(self) -> bool {
         matches!(
             self,
-            Field::Version | Field::TerraformVersion | Field::Serial | Field::Lineage | Field::Outputs
+            Field::Version
+                | Field::TerraformVersion
+                | Field::Serial
+                | Field::Lineage
+                | Field::Outputs
         )
     }
 }
@@ -318,7 +322,10 @@ fn parse_field<T: serde::de::DeserializeOwned>(
 
 fn parse_outputs(bytes: &[u8]) -> Result<BTreeMap<String, OutputSummary>, StateError> {
     let raw: BTreeMap<String, RawOutput> = parse_field(Some(bytes), "outputs")?;
-    Ok(raw.into_iter().map(|(name, o)| (name, summarize_output(o))).collect())
+    Ok(raw
+        .into_iter()
+        .map(|(name, o)| (name, summarize_output(o)))
+        .collect())
 }
 
 fn summarize_output(o: RawOutput) -> OutputSummary {
@@ -333,11 +340,17 @@ fn summarize_output(o: RawOutput) -> OutputSummary {
 pub fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
     let mut scanner = StateScanner::new();
     scanner.feed(body)?;
-    let (start, end) = scanner.serial_span.ok_or(StateError::MissingField { field: "serial" })?;
+    let (start, end) = scanner
+        .serial_span
+        .ok_or(StateError::MissingField { field: "serial" })?;
     scanner.finish()?;
     let value = &body[start..end];
     let lead = value.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let trail = value.iter().rev().take_while(|b| b.is_ascii_whitespace()).count();
+    let trail = value
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&body[..start + lead]);
     out.extend_from_slice(serial.to_string().as_bytes());
@@ -551,7 +564,10 @@ mod tests {
         for b in body.as_bytes() {
             scanner.feed(std::slice::from_ref(b)).unwrap();
         }
-        assert_eq!(scanner.finish().unwrap(), summarize(body.as_bytes()).unwrap());
+        assert_eq!(
+            scanner.finish().unwrap(),
+            summarize(body.as_bytes()).unwrap()
+        );
     }
 
     #[test]

@@ -85,12 +85,6 @@ pub struct PlanSummary {
     pub addresses: Vec<String>,
 }
 
-impl PlanSummary {
-    pub fn is_empty(&self) -> bool {
-        self.add == 0 && self.change == 0 && self.destroy == 0 && self.outputs.is_empty()
-    }
-}
-
 /// `plan -detailed-exitcode` results other than an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanOutcome {
@@ -165,7 +159,9 @@ impl Terraform {
                 // `tfrollback recover` takes over from the journal.
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGINT)?;
                 if nix::unistd::getppid().as_raw() as u32 != parent {
-                    return Err(std::io::Error::other("tfrollback exited before terraform started"));
+                    return Err(std::io::Error::other(
+                        "tfrollback exited before terraform started",
+                    ));
                 }
                 Ok(())
             });
@@ -175,14 +171,20 @@ impl Terraform {
 
     fn spawn(&self, args: &[String]) -> Result<Child, TerraformError> {
         tracing::info!(bin = %self.bin.display(), ?args, "running terraform");
-        self.command(args).spawn().map_err(|source| TerraformError::Spawn {
-            bin: self.bin.display().to_string(),
-            source,
-        })
+        self.command(args)
+            .spawn()
+            .map_err(|source| TerraformError::Spawn {
+                bin: self.bin.display().to_string(),
+                source,
+            })
     }
 
     fn describe(&self, args: &[String]) -> String {
-        format!("{} {}", self.name(), args.first().map(String::as_str).unwrap_or(""))
+        format!(
+            "{} {}",
+            self.name(),
+            args.first().map(String::as_str).unwrap_or("")
+        )
     }
 
     /// Runs terraform to completion, handing each stdout line to `on_line`, and forwarding an
@@ -285,7 +287,11 @@ impl Terraform {
     }
 
     /// `plan -detailed-exitcode -lock=false`, saving the plan to `out` when given.
-    pub async fn plan(&mut self, var_args: &[String], out: Option<&Path>) -> Result<PlanOutcome, TerraformError> {
+    pub async fn plan(
+        &mut self,
+        var_args: &[String],
+        out: Option<&Path>,
+    ) -> Result<PlanOutcome, TerraformError> {
         let mut args = strings(&[
             "plan",
             "-input=false",
@@ -308,7 +314,11 @@ impl Terraform {
     /// The summary of a saved plan, from `show -json`. Values are not kept: `show -json` prints
     /// sensitive ones in clear.
     pub async fn show_plan(&mut self, plan: &Path) -> Result<PlanSummary, TerraformError> {
-        let args = vec!["show".to_string(), "-json".to_string(), plan.display().to_string()];
+        let args = vec![
+            "show".to_string(),
+            "-json".to_string(),
+            plan.display().to_string(),
+        ];
         let (code, stdout, stderr) = self.output(&args).await?;
         if code != 0 {
             return Err(self.failed(&args, code, &stdout, &stderr));
@@ -341,10 +351,10 @@ impl Terraform {
                 &args,
                 &mut |line| {
                     if let Some(event) = parse_event(line) {
-                        if let ApplyEvent::Diagnostic(d) = &event {
-                            if d.severity == "error" {
-                                diagnostics.push(d.clone());
-                            }
+                        if let ApplyEvent::Diagnostic(d) = &event
+                            && d.severity == "error"
+                        {
+                            diagnostics.push(d.clone());
                         }
                         on_event(event);
                     }
@@ -458,8 +468,12 @@ pub fn parse_event(line: &str) -> Option<ApplyEvent> {
             address: address()?,
             action: line.hook.as_ref()?.action.clone().unwrap_or_default(),
         }),
-        "apply_complete" => Some(ApplyEvent::Completed { address: address()? }),
-        "apply_errored" => Some(ApplyEvent::Errored { address: address()? }),
+        "apply_complete" => Some(ApplyEvent::Completed {
+            address: address()?,
+        }),
+        "apply_errored" => Some(ApplyEvent::Errored {
+            address: address()?,
+        }),
         "diagnostic" => line.diagnostic.map(ApplyEvent::Diagnostic),
         _ => None,
     }
@@ -522,7 +536,11 @@ pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
 }
 
 /// `-var-file` and `-var` arguments, in the order terraform should read them.
-pub fn var_args(var_files: &[PathBuf], vars: &[String], rollback_file: Option<&Path>) -> Vec<String> {
+pub fn var_args(
+    var_files: &[PathBuf],
+    vars: &[String],
+    rollback_file: Option<&Path>,
+) -> Vec<String> {
     let mut args: Vec<String> = var_files
         .iter()
         .map(|f| format!("-var-file={}", f.display()))
@@ -593,7 +611,9 @@ mod tests {
             })
         );
         let diag = r#"{"type":"diagnostic","diagnostic":{"severity":"error","summary":"local-exec provisioner error","detail":"exit status 3","address":"terraform_data.health_check"}}"#;
-        assert!(matches!(parse_event(diag), Some(ApplyEvent::Diagnostic(d)) if d.detail == "exit status 3"));
+        assert!(
+            matches!(parse_event(diag), Some(ApplyEvent::Diagnostic(d)) if d.detail == "exit status 3")
+        );
         assert_eq!(parse_event("not json"), None);
         assert_eq!(parse_event(r#"{"type":"version"}"#), None);
     }

@@ -58,18 +58,25 @@ impl Context {
 
     /// The listing, after making sure the bucket keeps versions at all.
     pub async fn versions(&self) -> Result<Vec<ObjectVersion>, Error> {
-        let (_, versions) = tokio::try_join!(self.store.check_versioning(), self.store.list_versions())?;
+        let (_, versions) =
+            tokio::try_join!(self.store.check_versioning(), self.store.list_versions())?;
         Ok(versions)
     }
 
     /// The configuration's slot variable, for highlighting only: any problem just means no hint.
     pub fn slot_hint(&self) -> Option<String> {
         let config = Configuration::load(&self.settings.workdir).ok()?;
-        mapping::slot_variable(&config, &MappingOptions::default()).ok().flatten()
+        mapping::slot_variable(&config, &MappingOptions::default())
+            .ok()
+            .flatten()
     }
 
     /// Prints a view as JSON or as text.
-    pub fn emit<T: Serialize>(&self, view: &T, render: impl Fn(&T) -> String) -> Result<Exit, Error> {
+    pub fn emit<T: Serialize>(
+        &self,
+        view: &T,
+        render: impl Fn(&T) -> String,
+    ) -> Result<Exit, Error> {
         let written = if self.printer.json {
             self.printer.json(view)
         } else {
@@ -110,7 +117,11 @@ fn not_utf8() -> crate::state::StateError {
 }
 
 /// The view of one listing entry with what is known of its body.
-pub fn version_view(v: &ObjectVersion, info: Option<Cached>, slot_var: Option<&str>) -> VersionView {
+pub fn version_view(
+    v: &ObjectVersion,
+    info: Option<Cached>,
+    slot_var: Option<&str>,
+) -> VersionView {
     let mut view = VersionView {
         version_id: v.version_id.to_string(),
         last_modified: v.last_modified.to_string(),

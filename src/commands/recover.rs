@@ -33,7 +33,11 @@ pub async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Exit, Error> {
     ctx.printer.note(&format!(
         "recover    `tfrollback {interrupted_command}` (operation {}); lock {}",
         op.journal.operation_id,
-        if adopted { "taken over from the interrupted operation" } else { "taken" }
+        if adopted {
+            "taken over from the interrupted operation"
+        } else {
+            "taken"
+        }
     ));
 
     let mut new_version_id = None;

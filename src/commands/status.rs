@@ -40,7 +40,10 @@ fn render(view: &StatusView) -> String {
     let _ = writeln!(out, "State  {}", view.location);
     match (&view.lock, view.lock_configured) {
         (_, false) => {
-            let _ = writeln!(out, "Lock   none configured (no use_lockfile, no dynamodb_table)");
+            let _ = writeln!(
+                out,
+                "Lock   none configured (no use_lockfile, no dynamodb_table)"
+            );
         }
         (None, true) => {
             let _ = writeln!(out, "Lock   free");
@@ -68,7 +71,11 @@ fn render(view: &StatusView) -> String {
                 j.command, j.operation_id, j.started_at, j.who, j.host
             );
             if let Some(s) = &j.snapshot {
-                let _ = writeln!(out, "          snapshot: version {} (serial {}), {}", s.version_id, s.serial, s.file);
+                let _ = writeln!(
+                    out,
+                    "          snapshot: version {} (serial {}), {}",
+                    s.version_id, s.serial, s.file
+                );
             }
             let _ = writeln!(out, "Run `tfrollback recover` to finish it safely.");
         }

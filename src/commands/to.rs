@@ -62,7 +62,11 @@ pub async fn run(ctx: &Context, args: &ToArgs) -> Result<Exit, Error> {
     op.begin("lock").await?;
     let operation = format!("tfrollback {command}");
     if let Err(e) = op
-        .lock(operation, prepared.terraform_version.clone(), args.run.lock_timeout)
+        .lock(
+            operation,
+            prepared.terraform_version.clone(),
+            args.run.lock_timeout,
+        )
         .await
     {
         op.finish_step(StepStatus::Failed);
@@ -126,12 +130,16 @@ impl Rollback<'_> {
         op.begin("snapshot").await?;
         let snap = op.snapshot().await?;
         if snap.version_id != self.prepared.current.version_id.as_str() {
-            ctx.printer.note("note: the state changed while the lock was being taken; checking again");
+            ctx.printer
+                .note("note: the state changed while the lock was being taken; checking again");
             if snap.lineage != self.prepared.target_lineage && !self.args.allow_lineage_change {
                 return Err(lineage_error(&self.prepared.target_lineage, &snap.lineage));
             }
         }
-        ctx.printer.note(&format!("snapshot   {} (serial {})", snap.file, snap.serial));
+        ctx.printer.note(&format!(
+            "snapshot   {} (serial {})",
+            snap.file, snap.serial
+        ));
         self.check_interrupt()?;
 
         op.begin("tfvars").await?;
@@ -139,11 +147,8 @@ impl Rollback<'_> {
         let var_file = write_var_file(&self.prepared.var_file, mapping)?;
         let variables = variable_changes(mapping);
         for v in &variables {
-            ctx.printer.note(&format!(
-                "tfvars     {} = {}",
-                v.name,
-                v.rollback
-            ));
+            ctx.printer
+                .note(&format!("tfvars     {} = {}", v.name, v.rollback));
         }
         let var_args = terraform::var_args(
             &self.prepared.user_var_args.0,
@@ -158,7 +163,11 @@ impl Rollback<'_> {
             source,
         })?;
         let plan_file = absolute(&plans.join(format!("{}.tfplan", op.journal.operation_id)));
-        let outcome = self.prepared.terraform.plan(&var_args, Some(&plan_file)).await?;
+        let outcome = self
+            .prepared
+            .terraform
+            .plan(&var_args, Some(&plan_file))
+            .await?;
         self.check_interrupt()?;
         let base = Outcome {
             status: Status::AlreadyAtTarget,
@@ -179,7 +188,10 @@ impl Rollback<'_> {
             op.skip("apply");
             op.skip("verify");
             let _ = std::fs::remove_file(&plan_file);
-            return Ok(Outcome { verified: true, ..base });
+            return Ok(Outcome {
+                verified: true,
+                ..base
+            });
         }
         let summary = self.prepared.terraform.show_plan(&plan_file).await?;
         let counts = PlanCounts {
@@ -197,7 +209,12 @@ impl Rollback<'_> {
             } else {
                 format!(
                     "; outputs changing: {}",
-                    summary.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    summary
+                        .outputs
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         ));
@@ -212,7 +229,8 @@ impl Rollback<'_> {
 
         op.begin("confirm").await?;
         if self.args.dry_run {
-            ctx.printer.note("confirm    --dry-run: stopping before the apply; nothing was changed");
+            ctx.printer
+                .note("confirm    --dry-run: stopping before the apply; nothing was changed");
             op.finish_step(StepStatus::Skipped);
             op.skip("apply");
             op.skip("verify");
@@ -249,7 +267,9 @@ impl Rollback<'_> {
 
         // From here on the state may change: failures restore the snapshot.
         op.begin("apply").await?;
-        let applied = self.apply(op, &plan_file, summary.addresses.len() as u64).await;
+        let applied = self
+            .apply(op, &plan_file, summary.addresses.len() as u64)
+            .await;
         let _ = std::fs::remove_file(&plan_file);
         let failure = match applied {
             Err(e) => Some(e.render()),
@@ -289,7 +309,12 @@ impl Rollback<'_> {
         }
     }
 
-    async fn apply(&mut self, op: &mut Operation<'_>, plan_file: &Path, total: u64) -> Result<(), Error> {
+    async fn apply(
+        &mut self,
+        op: &mut Operation<'_>,
+        plan_file: &Path,
+        total: u64,
+    ) -> Result<(), Error> {
         let printer = self.ctx.printer.clone();
         let bar = printer.bar("apply");
         bar.set_length(total);
@@ -334,13 +359,22 @@ impl Rollback<'_> {
     }
 
     /// The mapped outputs now hold VERSION's values, and a follow-up plan shows no changes.
-    async fn verify(&mut self, op: &mut Operation<'_>, var_args: &[String]) -> Result<Option<String>, Error> {
+    async fn verify(
+        &mut self,
+        op: &mut Operation<'_>,
+        var_args: &[String],
+    ) -> Result<Option<String>, Error> {
         let now = op.current().await?;
         let text = String::from_utf8(now.body).unwrap_or_default();
-        let version = now.version_id.clone().unwrap_or_else(crate::selector::VersionId::null);
+        let version = now
+            .version_id
+            .clone()
+            .unwrap_or_else(crate::selector::VersionId::null);
         let state = self.ctx.parse(&version, &text)?;
         for v in &self.prepared.mapping.variables {
-            let Source::Output(path) = &v.source else { continue };
+            let Source::Output(path) = &v.source else {
+                continue;
+            };
             let wanted = mapping::lookup(&self.prepared.target_outputs, path).map(|(v, _)| v);
             let got = mapping::lookup(&state.outputs, path).map(|(v, _)| v);
             if wanted != got {
@@ -349,7 +383,9 @@ impl Rollback<'_> {
                         "verification failed: output {path} does not hold the value version {} recorded",
                         self.prepared.target.version_id
                     ),
-                    hint: "the configuration may no longer derive that output from variable ".to_string() + &v.name,
+                    hint: "the configuration may no longer derive that output from variable "
+                        .to_string()
+                        + &v.name,
                     usage: false,
                 });
             }
@@ -362,12 +398,19 @@ impl Rollback<'_> {
                 usage: false,
             });
         }
-        self.ctx.printer.note("verify     outputs match the target; follow-up plan: no changes");
+        self.ctx
+            .printer
+            .note("verify     outputs match the target; follow-up plan: no changes");
         Ok(Some(version.to_string()))
     }
 }
 
-async fn finish(ctx: &Context, args: &ToArgs, mut op: Operation<'_>, outcome: Outcome) -> Result<Exit, Error> {
+async fn finish(
+    ctx: &Context,
+    args: &ToArgs,
+    mut op: Operation<'_>,
+    outcome: Outcome,
+) -> Result<Exit, Error> {
     let exit = match outcome.status {
         Status::Restored => Exit::Restored,
         Status::RestoreFailed => Exit::RestoreFailed,
@@ -426,18 +469,25 @@ async fn finish(ctx: &Context, args: &ToArgs, mut op: Operation<'_>, outcome: Ou
         next,
     };
     if let Err(e) = report.publish(args.run.report.as_deref()) {
-        ctx.printer.note(&format!("warning: could not write the report: {e}"));
+        ctx.printer
+            .note(&format!("warning: could not write the report: {e}"));
     }
     ctx.emit(&report, Report::text)?;
     Ok(exit)
 }
 
-async fn preflight(ctx: &Context, args: &ToArgs, interrupt: watch::Receiver<bool>) -> Result<Prepared, Error> {
+async fn preflight(
+    ctx: &Context,
+    args: &ToArgs,
+    interrupt: watch::Receiver<bool>,
+) -> Result<Prepared, Error> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !args.run.auto_approve && !args.dry_run && !interactive {
         return Err(Error::Refused {
-            reason: "no terminal to ask for confirmation on, and --auto-approve was not given".into(),
-            hint: "pass --auto-approve to apply without asking (CI), or --dry-run to only plan".into(),
+            reason: "no terminal to ask for confirmation on, and --auto-approve was not given"
+                .into(),
+            hint: "pass --auto-approve to apply without asking (CI), or --dry-run to only plan"
+                .into(),
             usage: true,
         });
     }
@@ -450,7 +500,8 @@ async fn preflight(ctx: &Context, args: &ToArgs, interrupt: watch::Receiver<bool
         });
     }
     let current = selector::current(&versions, &location)?;
-    let (current_text, target_text) = tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
+    let (current_text, target_text) =
+        tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
     let current_state = ctx.parse(&current.version_id, &current_text)?;
     let target_state = ctx.parse(&target.version_id, &target_text)?;
     if current_state.lineage != target_state.lineage && !args.allow_lineage_change {
@@ -481,7 +532,8 @@ async fn preflight(ctx: &Context, args: &ToArgs, interrupt: watch::Receiver<bool
         });
     }
     if !terraform.is_initialized() {
-        ctx.printer.note("preflight  the working directory is not initialized: running terraform init");
+        ctx.printer
+            .note("preflight  the working directory is not initialized: running terraform init");
         terraform.init().await?;
     }
 
@@ -501,7 +553,10 @@ async fn preflight(ctx: &Context, args: &ToArgs, interrupt: watch::Receiver<bool
     if args.only_slot {
         let slot = mapping.slot().cloned().ok_or_else(|| Error::Refused {
             reason: match &mapping.slot_variable {
-                Some(v) => format!("version {} recorded no value for the slot variable `{v}`", target.version_id),
+                Some(v) => format!(
+                    "version {} recorded no value for the slot variable `{v}`",
+                    target.version_id
+                ),
                 None => "no blue/green slot variable was found in the configuration".into(),
             },
             hint: "name it with --slot-var, or map it with --map OUTPUT.PATH=VARIABLE".into(),
@@ -571,7 +626,9 @@ fn absolute(path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
     joined.components().collect()
 }
@@ -580,7 +637,11 @@ fn absolute(path: &Path) -> PathBuf {
 fn write_var_file(path: &Path, mapping: &Mapping) -> Result<PathBuf, Error> {
     let mut body = serde_json::to_vec_pretty(&mapping.tfvars()).unwrap_or_default();
     body.push(b'\n');
-    let mode = if mapping.variables.iter().any(|v| v.sensitive) { 0o600 } else { 0o644 };
+    let mode = if mapping.variables.iter().any(|v| v.sensitive) {
+        0o600
+    } else {
+        0o644
+    };
     fsx::write_atomic(path, &body, mode).map_err(|source| Error::Write {
         path: path.display().to_string(),
         source,
@@ -594,7 +655,10 @@ fn variable_changes(mapping: &Mapping) -> Vec<VariableChange> {
         .iter()
         .map(|v| VariableChange {
             name: v.name.clone(),
-            current: v.current.as_ref().map(|c| terraform::redact(c, v.sensitive)),
+            current: v
+                .current
+                .as_ref()
+                .map(|c| terraform::redact(c, v.sensitive)),
             rollback: terraform::redact(&v.rollback, v.sensitive),
         })
         .collect()
