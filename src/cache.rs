@@ -14,7 +14,7 @@ use crate::fsx;
 use crate::selector::VersionId;
 use crate::state::StateSummary;
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// What is known about one version: its summary, or why its body cannot be read (a broken
 /// body stays broken, so that is worth remembering too).

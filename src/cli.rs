@@ -17,7 +17,7 @@ Exit codes:
   5  the state is locked by someone else
 
 Version selectors: an S3 version id, `current`, `previous` (the version before the current
-one), or `~N` (N versions back).";
+one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,6 +102,14 @@ pub enum Command {
     Diff(DiffArgs),
     /// Roll the infrastructure back to VERSION through terraform plan and apply, under a held lock
     To(ToArgs),
+    /// Write VERSION's state back as the current one, without an apply (state-only rollback)
+    Restore(RestoreArgs),
+    /// List the audit history of rollbacks, or show one operation with its report
+    History(HistoryArgs),
+    /// Mark VERSION as known-good (an S3 object version tag), for `last-good`
+    Mark(MarkArgs),
+    /// Remove a known-good mark from VERSION
+    Unmark(UnmarkArgs),
     /// Show the state lock holder and any unfinished rollback
     Status,
     /// Finish an interrupted rollback safely (restores the snapshot when the apply may have started)
@@ -215,6 +223,83 @@ pub struct ToArgs {
 
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The version whose state to restore
+    #[arg(value_name = "VERSION")]
+    pub version: Selector,
+
+    /// Show the state diff and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not run `terraform plan` after the restore
+    #[arg(long)]
+    pub no_plan: bool,
+
+    /// Allow a target whose lineage differs from the current state's
+    #[arg(long)]
+    pub allow_lineage_change: bool,
+
+    /// A var file for the follow-up plan (repeatable)
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+
+    /// A variable for the follow-up plan, as KEY=VALUE (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show this operation (an id, or a unique prefix of one) with its report
+    #[arg(value_name = "OPERATION-ID")]
+    pub operation: Option<String>,
+
+    /// Show at most N records (the newest)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct MarkArgs {
+    /// The version to mark
+    #[arg(value_name = "VERSION")]
+    pub version: Selector,
+
+    /// The mark's label (`last:LABEL` selects it; `last-good` is `last:good`)
+    #[arg(long, value_name = "NAME", default_value = "good", value_parser = parse_label)]
+    pub label: String,
+
+    /// A note kept with the mark (for example the smoke test that passed)
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnmarkArgs {
+    /// The version to unmark
+    #[arg(value_name = "VERSION")]
+    pub version: Selector,
+
+    /// The label to remove
+    #[arg(long, value_name = "NAME", default_value = "good", value_parser = parse_label)]
+    pub label: String,
+}
+
+fn parse_label(s: &str) -> Result<String, String> {
+    if crate::selector::valid_label(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a label: use 1 to 64 letters, digits, `.`, `_` or `-`"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -15,9 +15,11 @@ mod diff;
 mod error;
 mod fsx;
 mod hclx;
+mod history;
 mod journal;
 mod lock;
 mod mapping;
+mod marks;
 mod operation;
 mod output;
 mod render;
@@ -31,6 +33,7 @@ mod terraform;
 
 use cli::{Cli, Command};
 use error::{Error, Exit};
+use history::{Audit, HistoryStore};
 use output::Printer;
 use settings::{Env, Settings};
 
@@ -74,13 +77,46 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
     let settings = Settings::resolve(&cli.global, &Env::from_process())?;
     tracing::debug!(?settings, "resolved settings");
     let ctx = commands::Context::new(settings, printer).await?;
-    match &cli.command {
+    let mut audit = match &cli.command {
+        Command::To(args) => Some(Audit::new(format!("to {}", args.version))),
+        Command::Restore(args) => Some(Audit::new(format!("restore {}", args.version))),
+        Command::Recover(_) => Some(Audit::new("recover".into())),
+        _ => None,
+    };
+    let result = match &cli.command {
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Show(args) => commands::show::run(&ctx, args).await,
         Command::Diff(args) => commands::diff::run(&ctx, args).await,
-        Command::To(args) => commands::to::run(&ctx, args).await,
+        Command::History(args) => commands::history::run(&ctx, args).await,
+        Command::Mark(args) => commands::mark::mark(&ctx, args).await,
+        Command::Unmark(args) => commands::mark::unmark(&ctx, args).await,
         Command::Status => commands::status::run(&ctx).await,
-        Command::Recover(args) => commands::recover::run(&ctx, args).await,
+        Command::To(args) => commands::to::run(&ctx, args, audit.as_mut().expect("audit")).await,
+        Command::Restore(args) => {
+            commands::restore::run(&ctx, args, audit.as_mut().expect("audit")).await
+        }
+        Command::Recover(args) => {
+            commands::recover::run(&ctx, args, audit.as_mut().expect("audit")).await
+        }
+    };
+    if let Some(audit) = audit {
+        record(&ctx, audit, &result).await;
+    }
+    result
+}
+
+/// Writes the history record of a state-changing command, whatever its outcome. A record that
+/// cannot be written is a warning: it must never turn a rollback into a failure.
+async fn record(ctx: &commands::Context, audit: Audit, result: &Result<Exit, Error>) {
+    let (code, error) = match result {
+        Ok(exit) => (*exit as u8, None),
+        Err(e) => (e.exit() as u8, Some(e.render())),
+    };
+    let who = history::who(&ctx.aws, &ctx.settings.backend).await;
+    let record = audit.finish(who, code, error);
+    if let Err(e) = HistoryStore::new(ctx.store.clone()).record(&record).await {
+        ctx.printer
+            .note(&format!("warning: could not write the history record: {e}"));
     }
 }
 

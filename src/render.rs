@@ -30,6 +30,10 @@ pub struct VersionView {
     pub slot: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Known-good labels (`tfrollback mark`).
+    pub marks: Vec<String>,
+    /// A probable intermediate snapshot persisted during an apply, not its result.
+    pub intermediate: bool,
     /// Where the slot value sits among the outputs (`current_config.active_slot`).
     #[serde(skip)]
     pub slot_path: Option<String>,
@@ -159,7 +163,14 @@ pub fn render_list(view: &ListView) -> String {
         } else if let Some(err) = &v.error {
             style(format!("unreadable: {err}")).red().to_string()
         } else {
-            outputs_summary(v, 60)
+            let mut tail = String::new();
+            for label in &v.marks {
+                tail.push_str(&style(format!("[{label}] ")).cyan().bold().to_string());
+            }
+            if v.intermediate {
+                tail.push_str(&style("(intermediate) ").dim().to_string());
+            }
+            tail + &outputs_summary(v, 60)
         };
         let _ = writeln!(
             out,
@@ -182,7 +193,7 @@ pub fn render_list(view: &ListView) -> String {
     }
     let _ = writeln!(
         out,
-        "\n* current version   x delete marker   s3://{}/{} (workspace {})",
+        "\n* current version   x delete marker   [label] marked known-good   s3://{}/{} (workspace {})",
         view.bucket, view.key, view.workspace
     );
     out
@@ -197,6 +208,15 @@ pub fn render_version(v: &VersionView) -> String {
         ""
     };
     let _ = writeln!(out, "Version    {}{current}{kind}", v.version_id);
+    if !v.marks.is_empty() {
+        let _ = writeln!(out, "Marks      {}", v.marks.join(", "));
+    }
+    if v.intermediate {
+        let _ = writeln!(
+            out,
+            "Note       probably an intermediate snapshot of an apply, not its result"
+        );
+    }
     let _ = writeln!(out, "Modified   {} UTC", human_time(&v.last_modified));
     if v.delete_marker {
         return out;

@@ -21,6 +21,7 @@ pub enum Status {
     RestoreFailed,
     Recovered,
     NothingToRecover,
+    RestoredState,
 }
 
 impl Status {
@@ -33,6 +34,7 @@ impl Status {
             Status::RestoreFailed => "rollback failed and the snapshot could not be restored",
             Status::Recovered => "recovered",
             Status::NothingToRecover => "nothing to recover",
+            Status::RestoredState => "state restored (no apply)",
         }
     }
 }
@@ -97,6 +99,30 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of an operation as its journal records it; the caller fills in the outcome.
+    pub fn new(status: Status, journal: &crate::journal::Journal, location: String) -> Report {
+        Report {
+            status,
+            operation_id: journal.operation_id.clone(),
+            command: journal.command.clone(),
+            location,
+            target: Some(journal.target.clone()),
+            snapshot: journal.snapshot.as_ref().map(|s| VersionRef {
+                version_id: s.version_id.clone(),
+                serial: s.serial,
+            }),
+            new_version_id: None,
+            var_file: None,
+            plan: None,
+            verified: false,
+            orphans: vec![],
+            variables: vec![],
+            steps: journal.steps.iter().map(StepView::from).collect(),
+            error: None,
+            next: vec![],
+        }
+    }
+
     pub fn text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}: {}", self.location, self.status.headline());

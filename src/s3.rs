@@ -395,6 +395,118 @@ impl StateStore {
         }))
     }
 
+    /// The tags of one version of the state object.
+    pub async fn tags(&self, version: &VersionId) -> Result<Vec<(String, String)>, S3Error> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .version_id(version.as_str())
+            .send()
+            .await
+            .map_err(|e| {
+                self.version_error(classify(e, "GetObjectTagging", self.location()), version)
+            })?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    /// Replaces the tags of one version of the state object (none: removes them).
+    pub async fn set_tags(
+        &self,
+        version: &VersionId,
+        tags: &[(String, String)],
+    ) -> Result<(), S3Error> {
+        use aws_sdk_s3::types::{Tag, Tagging};
+        if tags.is_empty() {
+            self.client
+                .delete_object_tagging()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .version_id(version.as_str())
+                .send()
+                .await
+                .map_err(|e| {
+                    self.version_error(classify(e, "DeleteObjectTagging", self.location()), version)
+                })?;
+            return Ok(());
+        }
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| S3Error::Service {
+                operation: "PutObjectTagging",
+                target: self.location(),
+                code: "InvalidTag".into(),
+                message: e.to_string(),
+            })?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| S3Error::Service {
+                operation: "PutObjectTagging",
+                target: self.location(),
+                code: "InvalidTag".into(),
+                message: e.to_string(),
+            })?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .version_id(version.as_str())
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| {
+                self.version_error(classify(e, "PutObjectTagging", self.location()), version)
+            })?;
+        Ok(())
+    }
+
+    fn version_error(&self, e: S3Error, version: &VersionId) -> S3Error {
+        match e {
+            S3Error::NoSuchVersion { target, .. } => S3Error::NoSuchVersion {
+                version: version.to_string(),
+                target,
+            },
+            other => other,
+        }
+    }
+
+    /// The keys under `prefix` (current objects, not versions), in key order.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let mut keys = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(e, "ListObjectsV2", format!("s3://{}/{prefix}", self.bucket))
+                })?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
     /// Deletes the current version of an object next to the state (in a versioned bucket this
     /// adds a delete marker; nothing is lost).
     pub async fn delete(&self, key: &str) -> Result<(), S3Error> {

@@ -1,6 +1,7 @@
 //! Version selectors (`current`, `previous`, `~N`, or an S3 version id) and the listing model
 //! they resolve against. Pure: resolution takes the listing, newest first.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -55,12 +56,35 @@ pub struct ObjectVersion {
     pub etag: Option<String>,
 }
 
+/// The versions of the state object with what is known about them beyond the listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// Newest first.
+    pub versions: Vec<ObjectVersion>,
+    /// Known-good marks: version -> labels.
+    pub marks: BTreeMap<VersionId, Vec<String>>,
+    /// Probable intermediate snapshots of an apply (see `intermediate`).
+    pub intermediate: BTreeSet<VersionId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
     Id(VersionId),
     Current,
-    /// N versions back from the current one; delete markers are not counted.
+    /// N versions back from the current one; delete markers and probable intermediate
+    /// snapshots are not counted.
     Back(usize),
+    /// The newest version marked with this label that is not the current one.
+    Marked(String),
+}
+
+/// Whether a mark label is acceptable (it becomes part of an S3 tag key).
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl FromStr for Selector {
@@ -70,6 +94,17 @@ impl FromStr for Selector {
         match s {
             "current" => Ok(Selector::Current),
             "previous" => Ok(Selector::Back(1)),
+            "last-good" => Ok(Selector::Marked("good".into())),
+            _ if s.starts_with("last:") => {
+                let label = &s["last:".len()..];
+                if valid_label(label) {
+                    Ok(Selector::Marked(label.to_string()))
+                } else {
+                    Err(SelectorError::Invalid {
+                        input: s.escape_default().to_string(),
+                    })
+                }
+            }
             _ => match s.strip_prefix('~') {
                 Some(n) => match n.parse::<usize>() {
                     Ok(0) => Ok(Selector::Current),
@@ -91,6 +126,8 @@ impl fmt::Display for Selector {
             Selector::Current => f.write_str("current"),
             Selector::Back(1) => f.write_str("previous"),
             Selector::Back(n) => write!(f, "~{n}"),
+            Selector::Marked(label) if label == "good" => f.write_str("last-good"),
+            Selector::Marked(label) => write!(f, "last:{label}"),
         }
     }
 }
@@ -98,7 +135,7 @@ impl fmt::Display for Selector {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectorError {
     #[error(
-        "`{input}` is not a version: use an S3 version id, `current`, `previous` or `~N` (N versions back)"
+        "`{input}` is not a version: use an S3 version id, `current`, `previous`, `~N` (N versions back), `last-good` or `last:LABEL`"
     )]
     Invalid { input: String },
     #[error("no version {id} of {location}; run `tfrollback list` to see the versions")]
@@ -110,6 +147,10 @@ pub enum SelectorError {
     )]
     CurrentDeleted { location: String },
     #[error(
+        "no version of {location} other than the current one is marked `{label}`; mark one with `tfrollback mark VERSION --label {label}`"
+    )]
+    NoMark { label: String, location: String },
+    #[error(
         "{location} has only {available} earlier version(s), so `{selector}` does not exist; run `tfrollback list`"
     )]
     TooFarBack {
@@ -120,12 +161,13 @@ pub enum SelectorError {
 }
 
 impl Selector {
-    /// Picks the version this selector names in a listing ordered newest first.
+    /// Picks the version this selector names in a listing.
     pub fn resolve<'a>(
         &self,
-        versions: &'a [ObjectVersion],
+        listing: &'a Listing,
         location: &str,
     ) -> Result<&'a ObjectVersion, SelectorError> {
+        let versions = &listing.versions;
         let location = location.to_string();
         let latest = versions
             .iter()
@@ -134,6 +176,13 @@ impl Selector {
             .ok_or(SelectorError::Empty {
                 location: location.clone(),
             })?;
+        let earlier = || {
+            versions
+                .iter()
+                .skip_while(|v| v.version_id != latest.version_id)
+                .skip(1)
+                .filter(|v| !v.delete_marker)
+        };
         match self {
             Selector::Id(id) => {
                 versions
@@ -149,28 +198,84 @@ impl Selector {
             }
             Selector::Current => Ok(latest),
             Selector::Back(n) => {
-                let earlier: Vec<_> = versions
-                    .iter()
-                    .skip_while(|v| v.version_id != latest.version_id)
-                    .skip(1)
-                    .filter(|v| !v.delete_marker)
+                let candidates: Vec<_> = earlier()
+                    .filter(|v| !listing.intermediate.contains(&v.version_id))
                     .collect();
-                earlier
+                candidates
                     .get(n - 1)
                     .copied()
                     .ok_or(SelectorError::TooFarBack {
                         selector: self.to_string(),
-                        available: earlier.len(),
+                        available: candidates.len(),
                         location,
                     })
             }
+            Selector::Marked(label) => earlier()
+                .find(|v| {
+                    listing
+                        .marks
+                        .get(&v.version_id)
+                        .is_some_and(|l| l.contains(label))
+                })
+                .ok_or(SelectorError::NoMark {
+                    label: label.clone(),
+                    location,
+                }),
+        }
+    }
+
+    /// How many of the newest versions resolution looks at: the window in which intermediate
+    /// snapshots must be known.
+    pub fn depth(&self) -> usize {
+        match self {
+            Selector::Back(n) => 2 * n + 8,
+            _ => 0,
         }
     }
 }
 
 /// The current version: the latest entry, unless the state was deleted.
-pub fn current(versions: &[ObjectVersion], location: &str) -> Result<ObjectVersion, SelectorError> {
-    Selector::Current.resolve(versions, location).cloned()
+pub fn current(listing: &Listing, location: &str) -> Result<ObjectVersion, SelectorError> {
+    Selector::Current.resolve(listing, location).cloned()
+}
+
+/// Versions that are probably intermediate snapshots persisted during an apply rather than its
+/// result: the next newer version has the same lineage and the next serial, was written within
+/// a few seconds, and it carries check results where this one has none (terraform records them
+/// only at the end of an apply). For configurations with nothing to check, the weaker sign is
+/// the same outputs, written within a second, with no resource lost (a `state rm` loses one).
+/// A wrong flag would make `previous` skip a real state, so doubtful cases are not flagged.
+pub fn intermediate(
+    versions: &[ObjectVersion],
+    summaries: &BTreeMap<VersionId, crate::state::StateSummary>,
+) -> BTreeSet<VersionId> {
+    const WITHIN: i64 = 5;
+    let states: Vec<&ObjectVersion> = versions.iter().filter(|v| !v.delete_marker).collect();
+    let mut flagged = BTreeSet::new();
+    for pair in states.windows(2) {
+        let (newer, older) = (pair[0], pair[1]);
+        let (Some(n), Some(o)) = (
+            summaries.get(&newer.version_id),
+            summaries.get(&older.version_id),
+        ) else {
+            continue;
+        };
+        let gap = newer.last_modified.as_second() - older.last_modified.as_second();
+        let checks_appeared = n.checks && !o.checks;
+        let nothing_to_check = !n.checks
+            && !o.checks
+            && gap <= 1
+            && n.outputs == o.outputs
+            && n.resources >= o.resources;
+        let same_apply = n.lineage == o.lineage
+            && n.serial == o.serial + 1
+            && (0..=WITHIN).contains(&gap)
+            && (checks_appeared || nothing_to_check);
+        if same_apply {
+            flagged.insert(older.version_id.clone());
+        }
+    }
+    flagged
 }
 
 #[cfg(test)]
@@ -199,9 +304,12 @@ pub(crate) mod tests {
     }
 
     fn pick(s: &str) -> Result<String, SelectorError> {
-        let versions = listing();
+        let listing = Listing {
+            versions: listing(),
+            ..Listing::default()
+        };
         let sel: Selector = s.parse()?;
-        sel.resolve(&versions, "s3://b/k")
+        sel.resolve(&listing, "s3://b/k")
             .map(|v| v.version_id.to_string())
     }
 
@@ -226,19 +334,141 @@ pub(crate) mod tests {
 
     #[test]
     fn a_deleted_state_has_no_current_but_has_a_previous() {
-        let versions = vec![version("dm", true, true), version("v1", false, false)];
+        let listing = Listing {
+            versions: vec![version("dm", true, true), version("v1", false, false)],
+            ..Listing::default()
+        };
         assert!(matches!(
-            Selector::Current.resolve(&versions, "x"),
+            Selector::Current.resolve(&listing, "x"),
             Err(SelectorError::CurrentDeleted { .. })
         ));
-        assert_eq!(
-            Selector::Back(1)
-                .resolve(&versions, "x")
+        let previous = Selector::Back(1).resolve(&listing, "x").unwrap();
+        assert_eq!(previous.version_id.as_str(), "v1");
+    }
+
+    #[test]
+    fn marks_and_intermediate_snapshots_shape_the_selectors() {
+        let id = |s: &str| VersionId::parse(s).unwrap();
+        let mut listing = Listing {
+            versions: listing(),
+            ..Listing::default()
+        };
+        listing.intermediate.insert(id("v4"));
+        listing.marks.insert(id("v5"), vec!["good".into()]);
+        listing
+            .marks
+            .insert(id("v2"), vec!["good".into(), "release".into()]);
+        listing.marks.insert(id("v1"), vec!["good".into()]);
+        let pick = |s: &str| {
+            s.parse::<Selector>()
                 .unwrap()
-                .version_id
-                .as_str(),
-            "v1"
+                .resolve(&listing, "x")
+                .map(|v| v.version_id.to_string())
+        };
+        assert_eq!(pick("previous").unwrap(), "v2", "v4 is intermediate");
+        assert_eq!(
+            pick("last-good").unwrap(),
+            "v2",
+            "the current version does not count"
         );
+        assert_eq!(pick("last:release").unwrap(), "v2");
+        assert!(matches!(
+            pick("last:none"),
+            Err(SelectorError::NoMark { .. })
+        ));
+        assert!("last:bad label".parse::<Selector>().is_err());
+    }
+
+    fn summary(serial: u64, slot: &str, checks: bool) -> crate::state::StateSummary {
+        crate::state::StateSummary {
+            terraform_version: "1.11.4".into(),
+            serial,
+            lineage: "l".into(),
+            resources: 3,
+            outputs: [(
+                "slot".to_string(),
+                crate::state::OutputSummary {
+                    sensitive: false,
+                    value: Some(serde_json::json!(slot)),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            checks,
+        }
+    }
+
+    fn flagged(
+        versions: &[(&str, i64)],
+        summaries: Vec<(&str, crate::state::StateSummary)>,
+    ) -> Vec<String> {
+        let versions: Vec<ObjectVersion> = versions
+            .iter()
+            .map(|(id, secs)| ObjectVersion {
+                last_modified: jiff::Timestamp::from_second(*secs).unwrap(),
+                ..version(id, false, false)
+            })
+            .collect();
+        let summaries: BTreeMap<_, _> = summaries
+            .into_iter()
+            .map(|(id, s)| (VersionId::parse(id).unwrap(), s))
+            .collect();
+        intermediate(&versions, &summaries)
+            .iter()
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn intermediate_snapshots_are_told_from_separate_applies() {
+        let found = flagged(
+            &[("final", 100), ("mid", 100), ("deploy1", 99), ("old", 10)],
+            vec![
+                ("final", summary(4, "green", true)),
+                ("mid", summary(3, "green", false)),
+                ("deploy1", summary(2, "blue", true)),
+                ("old", summary(1, "blue", true)),
+            ],
+        );
+        assert_eq!(
+            found,
+            ["mid"],
+            "deploy1 differs from mid; old is 89 s older"
+        );
+        // Nothing to check in the configuration: same outputs in the same second.
+        let found = flagged(
+            &[("final", 50), ("mid", 50)],
+            vec![
+                ("final", summary(8, "green", false)),
+                ("mid", summary(7, "green", false)),
+            ],
+        );
+        assert_eq!(found, ["mid"]);
+    }
+
+    #[test]
+    fn a_state_rm_right_after_an_apply_is_not_taken_for_a_snapshot() {
+        let removed = crate::state::StateSummary {
+            resources: 2,
+            ..summary(5, "green", true)
+        };
+        let found = flagged(
+            &[("rm", 100), ("applied", 100)],
+            vec![
+                ("rm", removed.clone()),
+                ("applied", summary(4, "green", true)),
+            ],
+        );
+        assert!(found.is_empty());
+        let unchecked = crate::state::StateSummary {
+            checks: false,
+            ..removed
+        };
+        let found = flagged(
+            &[("rm", 100), ("applied", 100)],
+            vec![("rm", unchecked), ("applied", summary(4, "green", false))],
+        );
+        assert!(found.is_empty());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct StateSummary {
     pub lineage: String,
     pub resources: u64,
     pub outputs: BTreeMap<String, OutputSummary>,
+    /// The state records check results (see `StateScanner::checks`).
+    #[serde(default)]
+    pub checks: bool,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +79,7 @@ enum Field {
     Lineage,
     Outputs,
     Resources,
+    CheckResults,
     EncryptedData,
     Other,
 }
@@ -89,6 +93,7 @@ impl Field {
             b"lineage" => Field::Lineage,
             b"outputs" => Field::Outputs,
             b"resources" => Field::Resources,
+            b"check_results" => Field::CheckResults,
             b"encrypted_data" => Field::EncryptedData,
             _ => Field::Other,
         }
@@ -128,6 +133,9 @@ pub struct StateScanner {
     serial: Option<Vec<u8>>,
     lineage: Option<Vec<u8>>,
     outputs: Option<Vec<u8>>,
+    /// Whether `check_results` holds anything: terraform writes them only at the end of a
+    /// walk, so an intermediate snapshot persisted mid-apply has none.
+    checks: bool,
     encrypted: bool,
     /// Offset of the byte being scanned, and where the top-level serial's value starts and ends.
     pos: usize,
@@ -199,6 +207,10 @@ impl StateScanner {
                 self.in_string = true;
                 self.push(b)?;
             }
+            b'[' | b'{' if self.depth == 1 && self.field == Some(Field::CheckResults) => {
+                self.checks = true;
+                self.depth += 1;
+            }
             b'{' | b'[' => {
                 if self.depth == 1 && self.field.is_none() {
                     return Err(not_json("a value without a key"));
@@ -268,7 +280,7 @@ impl StateScanner {
             Field::Lineage => self.lineage = Some(bytes),
             Field::Outputs => self.outputs = Some(bytes),
             Field::EncryptedData => self.encrypted = true,
-            Field::Resources | Field::Other => {}
+            Field::Resources | Field::CheckResults | Field::Other => {}
         }
         Ok(())
     }
@@ -299,6 +311,7 @@ impl StateScanner {
             lineage: parse_field(self.lineage.as_deref(), "lineage")?,
             resources: self.resources,
             outputs,
+            checks: self.checks,
         })
     }
 }
@@ -547,6 +560,7 @@ mod tests {
         assert_eq!(s.serial, 7);
         assert_eq!(s.terraform_version, "1.11.4");
         assert_eq!(s.resources, 3);
+        assert!(!s.checks, "check_results is null");
         assert_eq!(s.outputs["active_slot"].value, Some(json!("green")));
         assert_eq!(s.outputs["db_password"].value, None);
         assert!(s.outputs["db_password"].sensitive);

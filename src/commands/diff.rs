@@ -12,11 +12,15 @@ use crate::selector;
 
 pub async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
     let location = ctx.location();
-    let versions = ctx.versions().await?;
-    let target = args.version.resolve(&versions, &location)?;
+    let depth = args
+        .version
+        .depth()
+        .max(args.against.as_ref().map_or(0, |a| a.depth()));
+    let listing = ctx.listing(depth).await?;
+    let target = args.version.resolve(&listing, &location)?;
     let from = match &args.against {
-        Some(s) => s.resolve(&versions, &location)?.clone(),
-        None => selector::current(&versions, &location)?,
+        Some(s) => s.resolve(&listing, &location)?.clone(),
+        None => selector::current(&listing, &location)?,
     };
     let config = Configuration::load(&ctx.settings.workdir)?;
     let (from_text, target_text) = tokio::try_join!(ctx.read_text(&from), ctx.read_text(target))?;

@@ -2,19 +2,22 @@
 
 use crate::cache::SummaryCache;
 use crate::cli::ListArgs;
-use crate::commands::{Context, version_view};
+use crate::commands::{Context, summary_map, version_view};
 use crate::error::{Error, Exit};
 use crate::render::{ListView, render_list};
+use crate::selector;
 use crate::summaries::summaries;
 
 pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
-    let mut versions = ctx.versions().await?;
+    let mut listing = ctx.listing(0).await?;
     if let Some(limit) = args.limit {
-        versions.truncate(limit);
+        listing.versions.truncate(limit);
     }
+    let versions = listing.versions.clone();
     let mut cache = SummaryCache::open(ctx.endpoint.as_deref(), &ctx.location(), !args.no_cache);
     let bar = ctx.printer.bar("reading versions");
     let infos = summaries(&ctx.store, &versions, &mut cache, &bar).await?;
+    listing.intermediate = selector::intermediate(&versions, &summary_map(&versions, &infos));
     if let Err(e) = cache.save() {
         tracing::warn!("could not write the summary cache: {e}");
     }
@@ -27,7 +30,7 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
         versions: versions
             .iter()
             .zip(infos)
-            .map(|(v, info)| version_view(v, info, slot_var.as_deref()))
+            .map(|(v, info)| version_view(v, info, slot_var.as_deref(), &listing))
             .collect(),
     };
     ctx.emit(&view, render_list)

@@ -2,23 +2,34 @@
 //! settings, the printer, and the state store.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cache::Cached;
+use indicatif::ProgressBar;
+
+use crate::cache::{Cached, SummaryCache};
 use crate::config::Configuration;
 use crate::error::{Error, Exit};
 use crate::mapping::{self, MappingOptions};
+use crate::marks::MarkStore;
 use crate::output::Printer;
 use crate::render::VersionView;
 use crate::s3::{self, StateStore};
+use crate::selector::{self, Listing};
 use crate::selector::{ObjectVersion, VersionId};
 use crate::settings::Settings;
 use crate::state::State;
+use crate::state::StateSummary;
+use crate::summaries::summaries;
 
 pub mod diff;
+pub mod history;
 pub mod list;
+pub mod mark;
 pub mod recover;
+pub mod restore;
 pub mod show;
 pub mod status;
 pub mod to;
@@ -56,11 +67,31 @@ impl Context {
         self.settings.backend.location()
     }
 
-    /// The listing, after making sure the bucket keeps versions at all.
-    pub async fn versions(&self) -> Result<Vec<ObjectVersion>, Error> {
-        let (_, versions) =
-            tokio::try_join!(self.store.check_versioning(), self.store.list_versions())?;
-        Ok(versions)
+    /// The listing with its marks, after making sure the bucket keeps versions at all.
+    /// Probable intermediate snapshots are worked out over the newest `depth` versions, from
+    /// the summary cache or S3.
+    pub async fn listing(&self, depth: usize) -> Result<Listing, Error> {
+        let marks = MarkStore::new(self.store.clone());
+        let (_, versions, index) = tokio::try_join!(
+            self.store.check_versioning(),
+            self.store.list_versions(),
+            marks.load()
+        )?;
+        let mut listing = Listing {
+            versions,
+            marks: index.by_version(),
+            intermediate: Default::default(),
+        };
+        if depth > 0 {
+            let window: Vec<ObjectVersion> = listing.versions.iter().take(depth).cloned().collect();
+            let mut cache = SummaryCache::open(self.endpoint.as_deref(), &self.location(), true);
+            let infos = summaries(&self.store, &window, &mut cache, &ProgressBar::hidden()).await?;
+            if let Err(e) = cache.save() {
+                tracing::warn!("could not write the summary cache: {e}");
+            }
+            listing.intermediate = selector::intermediate(&window, &summary_map(&window, &infos));
+        }
+        Ok(listing)
     }
 
     /// The configuration's slot variable, for highlighting only: any problem just means no hint.
@@ -116,11 +147,27 @@ fn not_utf8() -> crate::state::StateError {
     }
 }
 
+/// Version -> summary, for the versions whose body was readable.
+pub fn summary_map(
+    versions: &[ObjectVersion],
+    infos: &[Option<Cached>],
+) -> BTreeMap<VersionId, StateSummary> {
+    versions
+        .iter()
+        .zip(infos)
+        .filter_map(|(v, info)| match info {
+            Some(Cached::Summary(s)) => Some((v.version_id.clone(), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The view of one listing entry with what is known of its body.
 pub fn version_view(
     v: &ObjectVersion,
     info: Option<Cached>,
     slot_var: Option<&str>,
+    listing: &Listing,
 ) -> VersionView {
     let mut view = VersionView {
         version_id: v.version_id.to_string(),
@@ -135,6 +182,12 @@ pub fn version_view(
         outputs: None,
         slot: None,
         error: None,
+        marks: listing
+            .marks
+            .get(&v.version_id)
+            .cloned()
+            .unwrap_or_default(),
+        intermediate: listing.intermediate.contains(&v.version_id),
         slot_path: None,
     };
     match info {
@@ -158,4 +211,70 @@ pub fn version_view(
         None => {}
     }
     view
+}
+
+/// Refuses at once when nobody could answer a confirmation: never hang on a prompt.
+pub fn require_answerable(auto_approve: bool, dry_run: bool) -> Result<(), Error> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !auto_approve && !dry_run && !interactive {
+        return Err(Error::Refused {
+            reason: "no terminal to ask for confirmation on, and --auto-approve was not given".into(),
+            hint: "pass --auto-approve to go ahead without asking (CI), or --dry-run to only see what would change".into(),
+            usage: true,
+        });
+    }
+    Ok(())
+}
+
+/// The user's `--var-file`s as absolute paths: terraform runs in the working directory.
+pub fn user_var_files(files: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    files
+        .iter()
+        .map(|f| {
+            if f.is_file() {
+                Ok(absolute(f))
+            } else {
+                Err(Error::Refused {
+                    reason: format!("--var-file {} does not exist", f.display()),
+                    hint: "pass a path relative to the current directory or an absolute one".into(),
+                    usage: true,
+                })
+            }
+        })
+        .collect()
+}
+
+pub fn lineage_error(target: &str, current: &str) -> Error {
+    Error::Refused {
+        reason: format!(
+            "the target's lineage {target} differs from the current state's {current}: it belongs to another state's history"
+        ),
+        hint: "check the bucket, key and workspace; pass --allow-lineage-change only if replacing the history is intended".into(),
+        usage: false,
+    }
+}
+
+/// An absolute path without `.` components (terraform runs in the working directory, so
+/// relative paths the user typed must not be read relative to it).
+pub fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    joined.components().collect()
+}
+
+/// Asks on the terminal; anything but y/yes is no.
+pub async fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok();
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
 }

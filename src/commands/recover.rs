@@ -5,17 +5,22 @@
 use crate::cli::RecoverArgs;
 use crate::commands::Context;
 use crate::error::{Error, Exit};
+use crate::history::Audit;
 use crate::journal::{JournalStore, StepStatus, VersionRef};
 use crate::operation::Operation;
 use crate::report::{Report, Status, StepView};
 
-pub async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Exit, Error> {
+pub async fn run(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result<Exit, Error> {
     let journals = JournalStore::new(ctx.store.clone(), &ctx.settings.workdir);
     let Some(journal) = journals.load().await? else {
         let report = empty_report(ctx);
+        audit.report(&report);
         ctx.emit(&report, Report::text)?;
         return Ok(Exit::Ok);
     };
+    audit.operation_id = Some(journal.operation_id.clone());
+    audit.command = format!("recover ({})", journal.command);
+    audit.to = Some(journal.target.clone());
     if let Some(pid) = journal.terraform_pid {
         let here = gethostname::gethostname().to_string_lossy().into_owned();
         if journal.host == here && terraform_running(pid) {
@@ -43,7 +48,17 @@ pub async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Exit, Error> {
     let mut new_version_id = None;
     let mut orphans = vec![];
     let mut next = vec![];
-    if op.journal.apply_started() && op.journal.snapshot.is_some() {
+    // A restore writes the state in one atomic put: whether it landed or not, the state is
+    // whole, and what the user asked for is either done or not done. Nothing to undo.
+    let is_restore = interrupted_command.starts_with("restore ");
+    if is_restore {
+        op.skip("recover");
+        let now = op.current().await?;
+        ctx.printer.note(&format!(
+            "recover    the interrupted restore left the state whole (current version {}); releasing its lock",
+            now.version_id.map(|v| v.to_string()).unwrap_or_default()
+        ));
+    } else if op.journal.apply_started() && op.journal.snapshot.is_some() {
         op.begin("recover").await?;
         match op.restore_snapshot().await {
             Ok((version, left)) => {
@@ -89,6 +104,7 @@ pub async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Exit, Error> {
         error: None,
         next,
     };
+    audit.report(&report);
     ctx.emit(&report, Report::text)?;
     Ok(Exit::Ok)
 }

@@ -8,8 +8,8 @@ use crate::render::render_version;
 use crate::summaries::summarize;
 
 pub async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
-    let versions = ctx.versions().await?;
-    let version = args.version.resolve(&versions, &ctx.location())?;
+    let listing = ctx.listing(args.version.depth()).await?;
+    let version = args.version.resolve(&listing, &ctx.location())?;
     let info = if version.delete_marker {
         None
     } else {
@@ -27,6 +27,6 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
         };
         Some(info)
     };
-    let view = version_view(version, info, ctx.slot_hint().as_deref());
+    let view = version_view(version, info, ctx.slot_hint().as_deref(), &listing);
     ctx.emit(&view, render_version)
 }

@@ -3,17 +3,19 @@
 //! Steps: preflight, lock, snapshot, tfvars, plan, confirm, apply, verify, (restore), unlock.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio::sync::watch;
 
 use crate::cli::ToArgs;
-use crate::commands::Context;
+use crate::commands::{
+    Context, absolute, confirm, lineage_error, require_answerable, user_var_files,
+};
 use crate::config::Configuration;
 use crate::error::{Error, Exit};
 use crate::fsx;
+use crate::history::Audit;
 use crate::journal::{LOCAL_DIR, StepRecord, StepStatus, VersionRef};
 use crate::mapping::{self, Mapping, MappingOptions, Source};
 use crate::operation::{self, Operation};
@@ -29,6 +31,7 @@ struct Prepared {
     target_lineage: String,
     target_outputs: BTreeMap<String, Output>,
     current: ObjectVersion,
+    current_serial: u64,
     mapping: Mapping,
     terraform: Terraform,
     terraform_version: String,
@@ -37,17 +40,23 @@ struct Prepared {
     var_file: PathBuf,
 }
 
-pub async fn run(ctx: &Context, args: &ToArgs) -> Result<Exit, Error> {
+pub async fn run(ctx: &Context, args: &ToArgs, audit: &mut Audit) -> Result<Exit, Error> {
     let interrupt = operation::interrupts();
     let started = Instant::now();
     let prepared = preflight(ctx, args, interrupt.clone()).await?;
+    audit.from = Some(VersionRef {
+        version_id: prepared.current.version_id.to_string(),
+        serial: prepared.current_serial,
+    });
 
     let command = format!("to {}", prepared.target.version_id);
     let target_ref = VersionRef {
         version_id: prepared.target.version_id.to_string(),
         serial: prepared.target_serial,
     };
+    audit.to = Some(target_ref.clone());
     let mut op = Operation::new(ctx, command.clone(), target_ref);
+    audit.operation_id = Some(op.journal.operation_id.clone());
     op.journal.steps.push(StepRecord {
         name: "preflight".into(),
         status: StepStatus::Ok,
@@ -82,7 +91,7 @@ pub async fn run(ctx: &Context, args: &ToArgs) -> Result<Exit, Error> {
         interrupt,
     };
     match run.locked(&mut op).await {
-        Ok(outcome) => finish(ctx, args, op, outcome).await,
+        Ok(outcome) => finish(ctx, args, op, outcome, audit).await,
         Err(e) => {
             // Nothing was applied: release the lock and report the error.
             op.finish_step(StepStatus::Failed);
@@ -410,6 +419,7 @@ async fn finish(
     args: &ToArgs,
     mut op: Operation<'_>,
     outcome: Outcome,
+    audit: &mut Audit,
 ) -> Result<Exit, Error> {
     let exit = match outcome.status {
         Status::Restored => Exit::Restored,
@@ -472,6 +482,7 @@ async fn finish(
         ctx.printer
             .note(&format!("warning: could not write the report: {e}"));
     }
+    audit.report(&report);
     ctx.emit(&report, Report::text)?;
     Ok(exit)
 }
@@ -481,25 +492,16 @@ async fn preflight(
     args: &ToArgs,
     interrupt: watch::Receiver<bool>,
 ) -> Result<Prepared, Error> {
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if !args.run.auto_approve && !args.dry_run && !interactive {
-        return Err(Error::Refused {
-            reason: "no terminal to ask for confirmation on, and --auto-approve was not given"
-                .into(),
-            hint: "pass --auto-approve to apply without asking (CI), or --dry-run to only plan"
-                .into(),
-            usage: true,
-        });
-    }
+    require_answerable(args.run.auto_approve, args.dry_run)?;
     let location = ctx.location();
-    let versions = ctx.versions().await?;
-    let target = args.version.resolve(&versions, &location)?.clone();
+    let listing = ctx.listing(args.version.depth()).await?;
+    let target = args.version.resolve(&listing, &location)?.clone();
     if target.delete_marker {
         return Err(Error::DeleteMarker {
             version: target.version_id.clone(),
         });
     }
-    let current = selector::current(&versions, &location)?;
+    let current = selector::current(&listing, &location)?;
     let (current_text, target_text) =
         tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
     let current_state = ctx.parse(&current.version_id, &current_text)?;
@@ -575,21 +577,7 @@ async fn preflight(
         });
     }
 
-    let absolute_files = args
-        .var_files
-        .iter()
-        .map(|f| {
-            if f.is_file() {
-                Ok(absolute(f))
-            } else {
-                Err(Error::Refused {
-                    reason: format!("--var-file {} does not exist", f.display()),
-                    hint: "pass a path relative to the current directory or an absolute one".into(),
-                    usage: true,
-                })
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let absolute_files = user_var_files(&args.var_files)?;
     let var_file = absolute(
         &args
             .var_file_out
@@ -602,35 +590,13 @@ async fn preflight(
         target_outputs: target_state.outputs.clone(),
         target,
         current,
+        current_serial: current_state.serial,
         mapping,
         terraform,
         terraform_version,
         user_var_args: (absolute_files, args.vars.clone()),
         var_file,
     })
-}
-
-fn lineage_error(target: &str, current: &str) -> Error {
-    Error::Refused {
-        reason: format!(
-            "the target's lineage {target} differs from the current state's {current}: it belongs to another state's history"
-        ),
-        hint: "check the bucket, key and workspace; pass --allow-lineage-change only if replacing the history is intended".into(),
-        usage: false,
-    }
-}
-
-/// An absolute path without `.` components (terraform runs in the working directory, so
-/// relative paths the user typed must not be read relative to it).
-fn absolute(path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    };
-    joined.components().collect()
 }
 
 /// The rollback variables as a JSON var file; 0600 when it holds a sensitive value.
@@ -662,16 +628,4 @@ fn variable_changes(mapping: &Mapping) -> Vec<VariableChange> {
             rollback: terraform::redact(&v.rollback, v.sensitive),
         })
         .collect()
-}
-
-/// Asks on the terminal; anything but y/yes is no.
-async fn confirm(question: &str) -> bool {
-    eprint!("{question}");
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).ok();
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-    })
-    .await
-    .unwrap_or(false)
 }

@@ -4,4 +4,5 @@
 mod lab;
 mod lab_smoke;
 mod read_path;
+mod restore_marks;
 mod rollback;

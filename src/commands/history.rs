@@ -1,0 +1,115 @@
+//! `tfrollback history [OPERATION-ID]`: the audit records of rollbacks, newest first.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::cli::HistoryArgs;
+use crate::commands::Context;
+use crate::error::{Error, Exit};
+use crate::history::{HistoryRecord, HistoryStore};
+
+#[derive(Debug, Serialize)]
+struct HistoryView {
+    location: String,
+    records: Vec<HistoryRecord>,
+}
+
+pub async fn run(ctx: &Context, args: &HistoryArgs) -> Result<Exit, Error> {
+    let store = HistoryStore::new(ctx.store.clone());
+    let Some(operation) = &args.operation else {
+        let view = HistoryView {
+            location: ctx.location(),
+            records: store.list(args.limit).await?,
+        };
+        return ctx.emit(&view, render_list);
+    };
+    let mut found = store.find(operation).await?;
+    match found.len() {
+        1 => {
+            let record = found.remove(0);
+            ctx.emit(&record, render_one)
+        }
+        0 => Err(Error::Refused {
+            reason: format!(
+                "no operation {operation} in the history of {}",
+                ctx.location()
+            ),
+            hint: "`tfrollback history` lists the operations and their ids".into(),
+            usage: false,
+        }),
+        n => Err(Error::Refused {
+            reason: format!("{n} operations start with {operation}"),
+            hint: "give more of the operation id".into(),
+            usage: true,
+        }),
+    }
+}
+
+fn version(v: &Option<crate::journal::VersionRef>) -> String {
+    v.as_ref()
+        .map(|v| format!("{} (serial {})", v.version_id, v.serial))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn render_list(view: &HistoryView) -> String {
+    let mut out = String::new();
+    if view.records.is_empty() {
+        let _ = writeln!(out, "No rollbacks recorded for {} yet.", view.location);
+        return out;
+    }
+    let _ = writeln!(out, "History of {}, newest first\n", view.location);
+    for r in &view.records {
+        let _ = writeln!(
+            out,
+            "{}  {}  exit {}  {}\n    operation {}  by {}  ({} ms)\n    from {}\n    to   {}",
+            crate::render::human_time(&r.started_at),
+            r.result,
+            r.exit_code,
+            r.command,
+            r.operation_id,
+            r.who.describe(),
+            r.duration_ms,
+            version(&r.from),
+            version(&r.to),
+        );
+        if let Some(e) = &r.error {
+            let first = e.lines().next().unwrap_or_default();
+            let _ = writeln!(out, "    error {first}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn render_one(r: &HistoryRecord) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Operation  {}", r.operation_id);
+    let _ = writeln!(out, "Command    tfrollback {}", r.command);
+    let _ = writeln!(out, "Result     {} (exit {})", r.result, r.exit_code);
+    let _ = writeln!(out, "Who        {}", r.who.describe());
+    if let Some(ci) = &r.who.ci
+        && let Some(url) = &ci.url
+    {
+        let _ = writeln!(out, "CI run     {url}");
+    }
+    let _ = writeln!(
+        out,
+        "Started    {} UTC ({} ms)",
+        crate::render::human_time(&r.started_at),
+        r.duration_ms
+    );
+    let _ = writeln!(out, "From       {}", version(&r.from));
+    let _ = writeln!(out, "To         {}", version(&r.to));
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "Error      {e}");
+    }
+    if let Some(report) = &r.report {
+        let _ = writeln!(
+            out,
+            "\nReport\n{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    }
+    out
+}

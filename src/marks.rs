@@ -1,0 +1,180 @@
+//! Known-good marks. A mark is a tag on the S3 object version itself (`tfrollback:mark:LABEL`,
+//! visible in the S3 console and to any tool), and an entry in a small index next to the state
+//! (`<key>.tfrollback/marks.json`) so that `list` and `last-good` learn every mark with one
+//! request instead of one per version. The index is updated with compare-and-swap writes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::s3::{Condition, S3Error, StateStore};
+use crate::selector::VersionId;
+
+const TAG_MARK: &str = "tfrollback:mark:";
+const TAG_NOTE: &str = "tfrollback:note:";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub version_id: VersionId,
+    pub label: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    pub who: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkIndex {
+    #[serde(default)]
+    pub marks: Vec<Mark>,
+}
+
+impl MarkIndex {
+    /// Version -> labels.
+    pub fn by_version(&self) -> BTreeMap<VersionId, Vec<String>> {
+        let mut map: BTreeMap<VersionId, Vec<String>> = BTreeMap::new();
+        for m in &self.marks {
+            map.entry(m.version_id.clone())
+                .or_default()
+                .push(m.label.clone());
+        }
+        map
+    }
+}
+
+#[derive(Clone)]
+pub struct MarkStore {
+    store: StateStore,
+}
+
+impl MarkStore {
+    pub fn new(store: StateStore) -> MarkStore {
+        MarkStore { store }
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}.tfrollback/marks.json", self.store.key())
+    }
+
+    pub async fn load(&self) -> Result<MarkIndex, S3Error> {
+        Ok(self.load_with_etag().await?.0)
+    }
+
+    async fn load_with_etag(&self) -> Result<(MarkIndex, Option<String>), S3Error> {
+        match self.store.get(&self.index_key()).await? {
+            // A damaged index only hides marks; the tags on the versions are still there.
+            Some(f) => Ok((serde_json::from_slice(&f.body).unwrap_or_default(), f.etag)),
+            None => Ok((MarkIndex::default(), None)),
+        }
+    }
+
+    /// Changes the index with `change`, retrying when someone else changed it meanwhile.
+    async fn update(&self, change: impl Fn(&mut MarkIndex)) -> Result<(), S3Error> {
+        for _ in 0..5 {
+            let (mut index, etag) = self.load_with_etag().await?;
+            change(&mut index);
+            let body = serde_json::to_vec_pretty(&index).unwrap_or_default();
+            let condition = match etag {
+                Some(etag) => Condition::Matches(etag),
+                None => Condition::Absent,
+            };
+            match self.store.put(&self.index_key(), body, &condition).await {
+                Err(S3Error::PreconditionFailed { .. }) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(S3Error::PreconditionFailed {
+            target: format!("s3://{}/{}", self.store.bucket(), self.index_key()),
+            etag: "(changed five times in a row)".into(),
+        })
+    }
+
+    /// Tags the version and records the mark (replacing an earlier mark with the same label on
+    /// that version).
+    pub async fn mark(&self, mark: Mark) -> Result<(), S3Error> {
+        let mut tags: Vec<(String, String)> = self
+            .store
+            .tags(&mark.version_id)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| {
+                k != &format!("{TAG_MARK}{}", mark.label)
+                    && k != &format!("{TAG_NOTE}{}", mark.label)
+            })
+            .collect();
+        tags.push((
+            format!("{TAG_MARK}{}", mark.label),
+            tag_value(&format!("{} {}", mark.at, mark.who)),
+        ));
+        if let Some(note) = &mark.note {
+            tags.push((format!("{TAG_NOTE}{}", mark.label), tag_value(note)));
+        }
+        self.store.set_tags(&mark.version_id, &tags).await?;
+        self.update(|index| {
+            index
+                .marks
+                .retain(|m| !(m.version_id == mark.version_id && m.label == mark.label));
+            index.marks.push(mark.clone());
+        })
+        .await
+    }
+
+    /// Removes a mark from the version's tags and the index. Returns whether it was there.
+    pub async fn unmark(&self, version: &VersionId, label: &str) -> Result<bool, S3Error> {
+        let tags = self.store.tags(version).await?;
+        let keep: Vec<(String, String)> = tags
+            .iter()
+            .filter(|(k, _)| {
+                k != &format!("{TAG_MARK}{label}") && k != &format!("{TAG_NOTE}{label}")
+            })
+            .cloned()
+            .collect();
+        let tagged = keep.len() != tags.len();
+        if tagged {
+            self.store.set_tags(version, &keep).await?;
+        }
+        let indexed = self
+            .load()
+            .await?
+            .marks
+            .iter()
+            .any(|m| &m.version_id == version && m.label == label);
+        if indexed {
+            self.update(|index| {
+                index
+                    .marks
+                    .retain(|m| !(&m.version_id == version && m.label == label))
+            })
+            .await?;
+        }
+        Ok(tagged || indexed)
+    }
+}
+
+/// S3 tag values allow letters, digits, spaces and `+ - = . _ : / @`, up to 256 characters.
+fn tag_value(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || " +-=._:/@".contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(256)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_values_keep_to_what_s3_allows() {
+        assert_eq!(
+            tag_value("smoke test #42 passed; ok!"),
+            "smoke test  42 passed  ok "
+        );
+        assert_eq!(tag_value(&"x".repeat(300)).len(), 256);
+    }
+}
