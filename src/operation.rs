@@ -52,6 +52,28 @@ pub fn interrupts() -> watch::Receiver<bool> {
     rx
 }
 
+/// A test seam for the crash-safety suite: `TFROLLBACK_FAILPOINT=STEP=pause` stops the
+/// operation for good right after the journal records STEP (so a test can kill it at exactly
+/// that point), and `STEP=wait:PATH` holds it there until PATH exists. Unset, it does nothing.
+async fn failpoint(step: &str) {
+    let Ok(spec) = std::env::var("TFROLLBACK_FAILPOINT") else {
+        return;
+    };
+    let Some((at, action)) = spec.split_once('=') else {
+        return;
+    };
+    if at != step {
+        return;
+    }
+    eprintln!("tfrollback: failpoint at step {step}: {action}");
+    loop {
+        match action.strip_prefix("wait:") {
+            Some(path) if std::path::Path::new(path).exists() => return,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 pub struct Operation<'a> {
     pub ctx: &'a Context,
     pub journal: Journal,
@@ -115,7 +137,9 @@ impl<'a> Operation<'a> {
             duration_ms: 0,
         });
         self.step_started = Some(Instant::now());
-        self.save().await
+        self.save().await?;
+        failpoint(name).await;
+        Ok(())
     }
 
     /// Ends the running step with `status` (the journal is written at the next step).
@@ -298,6 +322,7 @@ impl<'a> Operation<'a> {
             source,
         })?;
         let etag = over.etag.clone().unwrap_or_default();
+        failpoint("write").await;
         let written = self
             .ctx
             .store

@@ -640,8 +640,20 @@ impl StateStore {
         Ok(out.body)
     }
 
-    /// One version's whole body.
+    /// One version's whole body (a body that breaks off mid-stream is read again).
     pub async fn read(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
+        let mut attempt = 1;
+        loop {
+            match self.read_once(version).await {
+                Err(S3Error::Body { .. }) if attempt < crate::summaries::BODY_ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_once(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
         let body = self.open(version).await?;
         let bytes = body.collect().await.map_err(|e| S3Error::Body {
             target: format!("{} version {version}", self.location()),

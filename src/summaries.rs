@@ -56,8 +56,25 @@ pub async fn summaries(
 }
 
 /// Streams one version through the scanner. A body that is not a readable state is an entry
-/// (`Unreadable`), not an error: one broken version must not hide the others.
+/// (`Unreadable`), not an error: one broken version must not hide the others. The SDK retries
+/// requests but not a body that breaks off mid-stream, so that is retried here.
 pub async fn summarize(store: &StateStore, id: &VersionId) -> Result<Cached, S3Error> {
+    let mut attempt = 1;
+    loop {
+        match summarize_once(store, id).await {
+            Err(S3Error::Body { .. }) if attempt < BODY_ATTEMPTS => {
+                tracing::info!("reading version {id} broke off; trying again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How many times a body that breaks off mid-stream is read again.
+pub const BODY_ATTEMPTS: u32 = 4;
+
+async fn summarize_once(store: &StateStore, id: &VersionId) -> Result<Cached, S3Error> {
     let mut body = store.open(id).await?;
     let mut scanner = StateScanner::new();
     while let Some(chunk) = body.next().await {

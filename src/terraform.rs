@@ -170,7 +170,17 @@ impl Terraform {
     }
 
     fn spawn(&self, args: &[String]) -> Result<Child, TerraformError> {
-        tracing::info!(bin = %self.bin.display(), ?args, "running terraform");
+        // `-var` values may be secrets: logs show their names only.
+        let shown: Vec<String> = args
+            .iter()
+            .map(
+                |a| match a.strip_prefix("-var=").and_then(|kv| kv.split_once('=')) {
+                    Some((k, _)) => format!("-var={k}=(redacted)"),
+                    None => a.clone(),
+                },
+            )
+            .collect();
+        tracing::info!(bin = %self.bin.display(), args = ?shown, "running terraform");
         self.command(args)
             .spawn()
             .map_err(|source| TerraformError::Spawn {

@@ -1,8 +1,10 @@
 //! The integration test binary: every module drives the real `tfrollback` and `terraform`
 //! binaries against the local S3 server started by `lab`.
 
+mod faults;
 mod lab;
 mod lab_smoke;
+mod proxy;
 mod read_path;
 mod restore_marks;
 mod rollback;

@@ -1,0 +1,432 @@
+//! The fault matrix: whatever happens to a rollback (a kill at any step, Ctrl-C or SIGTERM
+//! during the apply, S3 errors, broken connections, timeouts, a concurrent write, DynamoDB
+//! down, a full disk), afterwards the lock is free or held only by the recorded tfrollback
+//! operation, every version that existed still exists, and after `recover` a plain
+//! `terraform plan` accepts the state.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::lab::{LockStyle, Sandbox, lab};
+use crate::proxy::{Fault, Head, Proxy, Rule};
+
+const ROLLBACK: &[&str] = &["to", "previous", "--auto-approve", "--max-destroy", "10"];
+
+fn deployed(lock: LockStyle) -> Sandbox {
+    let sb = Sandbox::builder("bluegreen").lock(lock).build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb
+}
+
+fn version_ids(sb: &Sandbox) -> Vec<String> {
+    sb.s3()
+        .versions(&sb.key)
+        .into_iter()
+        .map(|v| v.version_id)
+        .collect()
+}
+
+fn slot(sb: &Sandbox) -> Value {
+    sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
+}
+
+fn journal(sb: &Sandbox) -> Option<Value> {
+    let key = format!("{}.tfrollback/journal.json", sb.key);
+    sb.s3().exists(&key).then(|| sb.s3().get_json(&key, None))
+}
+
+fn spawn(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = sb.tfr_command(args);
+    cmd.envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn().expect("start tfrollback")
+}
+
+/// Waits until the S3 journal satisfies `ready`.
+fn wait_for_journal(sb: &Sandbox, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(j) = journal(sb) {
+            if ready(&j) {
+                return j;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn last_step(j: &Value) -> String {
+    j["steps"].as_array().unwrap().last().unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A plain terraform plan reads the state without a checksum error (0: converged, 2: drift).
+fn terraform_accepts(sb: &Sandbox) {
+    let run = sb.terraform(&[
+        "plan",
+        "-input=false",
+        "-detailed-exitcode",
+        "-var=active_slot=green",
+        "-var=green_version=v2",
+    ]);
+    assert!(
+        run.code == 0 || run.code == 2,
+        "terraform plan failed:\n{}",
+        run.stderr
+    );
+}
+
+/// The invariants after any fault, then `recover`, then terraform.
+fn check_recoverable(sb: &Sandbox, before: &[String]) {
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    if !status["lock"].is_null() {
+        let recorded = &status["unfinished"]["lock"]["info"]["ID"];
+        assert_eq!(
+            &status["lock"]["ID"], recorded,
+            "the lock is held, but not by the recorded operation: {status:#}"
+        );
+    }
+    let now = version_ids(sb);
+    for id in before {
+        assert!(now.contains(id), "version {id} was lost");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let run = sb.tfr(&["recover", "--json"]);
+        if run.code == 0 {
+            break;
+        }
+        assert!(
+            run.stderr.contains("still running"),
+            "recover failed: {}",
+            run.stderr
+        );
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], Value::Null, "{status:#}");
+    assert_eq!(status["unfinished"], Value::Null, "{status:#}");
+    terraform_accepts(sb);
+}
+
+#[test]
+fn a_kill_at_any_step_of_to_is_recoverable() {
+    for step in ["snapshot", "tfvars", "plan", "confirm", "apply", "verify"] {
+        let sb = deployed(LockStyle::DynamoDb);
+        let before = version_ids(&sb);
+        let failpoint = format!("{step}=pause");
+        let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", &failpoint)]);
+        let j = wait_for_journal(&sb, step, |j| last_step(j) == step);
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(j["lock"]["info"]["ID"].is_string());
+        check_recoverable(&sb, &before);
+        // Killed before the apply: nothing changed. Killed after it: the snapshot is back.
+        assert_eq!(slot(&sb), json!("green"), "killed at {step}");
+    }
+}
+
+#[test]
+fn a_kill_during_the_apply_is_recoverable() {
+    let sb = deployed(LockStyle::Both);
+    let before = version_ids(&sb);
+    let mut args = ROLLBACK.to_vec();
+    args.extend(["--var", "slow_seconds=30"]);
+    let mut child = spawn(&sb, &args, &[]);
+    wait_for_journal(&sb, "the apply", |j| j["terraform_pid"].is_u64());
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    check_recoverable(&sb, &before);
+    assert_eq!(slot(&sb), json!("green"));
+}
+
+#[test]
+fn a_kill_at_any_step_of_restore_is_recoverable() {
+    for step in ["snapshot", "confirm", "restore", "plan"] {
+        let sb = deployed(LockStyle::DynamoDb);
+        let before = version_ids(&sb);
+        let failpoint = format!("{step}=pause");
+        let mut child = spawn(
+            &sb,
+            &["restore", "previous", "--auto-approve"],
+            &[("TFROLLBACK_FAILPOINT", &failpoint)],
+        );
+        wait_for_journal(&sb, step, |j| last_step(j) == step);
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check_recoverable(&sb, &before);
+        // A restore is one atomic write: the state is either the old one or the restored one.
+        let expected = if step == "plan" {
+            json!("blue")
+        } else {
+            json!("green")
+        };
+        assert_eq!(slot(&sb), expected, "killed at {step}");
+    }
+}
+
+#[test]
+fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let sb = deployed(LockStyle::DynamoDb);
+        let before = version_ids(&sb);
+        let mut args = ROLLBACK.to_vec();
+        args.extend(["--var", "slow_seconds=30", "--json"]);
+        let mut cmd = sb.tfr_command(&args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        wait_for_journal(&sb, "the apply", |j| j["terraform_pid"].is_u64());
+        std::thread::sleep(Duration::from_secs(1));
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let started = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "terraform was not stopped"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["status"], json!("restored"));
+        assert_eq!(slot(&sb), json!("green"), "the snapshot is back");
+        for id in &before {
+            assert!(version_ids(&sb).contains(id));
+        }
+        let status = sb.tfr(&["status", "--json"]).ok().json();
+        assert_eq!(
+            (status["lock"].clone(), status["unfinished"].clone()),
+            (Value::Null, Value::Null)
+        );
+        terraform_accepts(&sb);
+    }
+}
+
+/// tfrollback's environment pointed at the proxy; terraform keeps talking to the server.
+fn through(proxy: &Proxy) -> Vec<(&'static str, String)> {
+    vec![("AWS_ENDPOINT_URL", proxy.endpoint.clone())]
+}
+
+fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -> crate::lab::Run {
+    let env = through(proxy);
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    sb.tfr_with(args, &all)
+}
+
+#[test]
+fn server_errors_on_a_share_of_requests_are_retried() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let proxy = Proxy::start(&lab().endpoint);
+    proxy.add(
+        Rule::new(
+            "s3-503",
+            |h: &Head| !h.is_dynamodb(),
+            Fault::s3_error(503, "SlowDown"),
+        )
+        .every(3),
+    );
+    proxy.add(
+        Rule::new(
+            "s3-500",
+            |h: &Head| !h.is_dynamodb(),
+            Fault::s3_error(500, "InternalError"),
+        )
+        .every(4),
+    );
+    proxy.add(
+        Rule::new(
+            "ddb-500",
+            |h: &Head| h.is_dynamodb(),
+            Fault::dynamodb_error(500, "InternalServerError"),
+        )
+        .every(3),
+    );
+    let list = tfr_via(&sb, &proxy, &["list", "--json", "--no-cache"], &[])
+        .ok()
+        .json();
+    assert_eq!(list["versions"].as_array().unwrap().len(), 2);
+    let report = tfr_via(&sb, &proxy, &[ROLLBACK, &["--json"]].concat(), &[])
+        .ok()
+        .json();
+    assert_eq!(report["status"], json!("rolled_back"));
+    assert_eq!(slot(&sb), json!("blue"));
+    assert!(proxy.hits("s3-503") > 0 && proxy.hits("s3-500") > 0 && proxy.hits("ddb-500") > 0);
+    terraform_accepts_blue(&sb);
+}
+
+fn terraform_accepts_blue(sb: &Sandbox) {
+    assert_eq!(
+        sb.terraform(&["plan", "-input=false", "-detailed-exitcode"])
+            .code,
+        0
+    );
+}
+
+#[test]
+fn a_connection_cut_mid_body_is_read_again() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let proxy = Proxy::start(&lab().endpoint);
+    let key = sb.key.clone();
+    proxy.add(
+        Rule::new(
+            "cut",
+            move |h: &Head| h.object("GET", &key),
+            Fault::CutMidBody,
+        )
+        .times(3),
+    );
+    let list = tfr_via(&sb, &proxy, &["list", "--json"], &[]).ok().json();
+    assert_eq!(list["versions"][0]["serial"], json!(2));
+    assert_eq!(list["versions"][1]["outputs"]["active_slot"], json!("blue"));
+    let d = tfr_via(&sb, &proxy, &["diff", "previous", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(d["to"]["serial"], json!(1));
+    assert_eq!(proxy.hits("cut"), 3);
+}
+
+#[test]
+fn an_answer_slower_than_the_timeout_fails_cleanly() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let before = version_ids(&sb);
+    let proxy = Proxy::start(&lab().endpoint);
+    proxy.add(Rule::new(
+        "slow",
+        |h: &Head| h.list_versions(),
+        Fault::Delay(Duration::from_secs(3)),
+    ));
+    let started = Instant::now();
+    let run = tfr_via(&sb, &proxy, ROLLBACK, &[("TFROLLBACK_READ_TIMEOUT", "1")]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        run.stderr.contains("timed out") || run.stderr.contains("could not reach S3"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert_eq!(version_ids(&sb), before);
+    assert!(journal(&sb).is_none());
+    assert_eq!(
+        sb.tfr(&["status", "--json"]).ok().json()["lock"],
+        Value::Null
+    );
+}
+
+#[test]
+fn a_write_between_snapshot_and_restore_is_never_overwritten() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let gate = sb.dir.join("go");
+    let failpoint = format!("write=wait:{}", gate.display());
+    let mut cmd = sb.tfr_command(&["restore", "previous", "--auto-approve", "--no-plan"]);
+    cmd.env("TFROLLBACK_FAILPOINT", &failpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_for_journal(&sb, "the restore step", |j| last_step(j) == "restore");
+    std::thread::sleep(Duration::from_millis(500));
+    // Someone ignores the lock and writes the state meanwhile (a next serial: other bytes).
+    let mut state = sb.s3().get_json(&sb.key, None);
+    state["serial"] = json!(state["serial"].as_u64().unwrap() + 1);
+    let theirs = sb
+        .s3()
+        .put(&sb.key, &serde_json::to_vec_pretty(&state).unwrap());
+    std::fs::write(&gate, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("changed since it was read"), "{stderr}");
+    assert!(stderr.contains("nothing was overwritten"), "{stderr}");
+    assert_eq!(
+        version_ids(&sb)[0],
+        theirs,
+        "their write is still the current version"
+    );
+    assert_eq!(
+        sb.tfr(&["status", "--json"]).ok().json()["lock"],
+        Value::Null
+    );
+}
+
+#[test]
+fn dynamodb_down_fails_before_anything_changes() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let before = version_ids(&sb);
+    let proxy = Proxy::start(&lab().endpoint);
+    proxy.add(Rule::new(
+        "ddb-down",
+        |h: &Head| h.is_dynamodb(),
+        Fault::dynamodb_error(503, "ServiceUnavailable"),
+    ));
+    let run = tfr_via(&sb, &proxy, ROLLBACK, &[]).code(1);
+    assert!(run.stderr.contains("DynamoDB"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(version_ids(&sb), before);
+    assert!(journal(&sb).is_none());
+    assert!(
+        !sb.dir.join(".tfrollback/snapshots").exists()
+            || std::fs::read_dir(sb.dir.join(".tfrollback/snapshots"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    // Unreachable altogether (nothing listening): the same.
+    let run = sb
+        .tfr_with(
+            ROLLBACK,
+            &[("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")],
+        )
+        .code(1);
+    assert!(run.stderr.contains("DynamoDB"), "{}", run.stderr);
+    assert_eq!(version_ids(&sb), before);
+    assert_eq!(slot(&sb), json!("green"));
+}
+
+#[test]
+fn a_full_disk_stops_the_rollback_before_any_change() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let before = version_ids(&sb);
+    let local = sb.dir.join(".tfrollback");
+    std::fs::create_dir_all(&local).unwrap();
+    // A private mount namespace with an 8 KiB tmpfs over .tfrollback: the journal fits, the
+    // snapshot (8.5 KiB) does not. The mount goes away with the process.
+    let bin = env!("CARGO_BIN_EXE_tfrollback");
+    let script = format!(
+        "mount -t tmpfs -o size=8k tmpfs '{}' && exec '{bin}' -C '{}' {}",
+        local.display(),
+        sb.dir.display(),
+        ROLLBACK.join(" ")
+    );
+    let mut cmd = sb.command("unshare");
+    cmd.args(["-m", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = cmd
+        .output()
+        .expect("unshare (util-linux) runs the rollback in its own mount namespace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(version_ids(&sb), before);
+    assert_eq!(slot(&sb), json!("green"));
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], Value::Null, "the lock was released");
+    terraform_accepts(&sb);
+}
