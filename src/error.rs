@@ -89,6 +89,9 @@ impl Error {
         match self {
             Error::Settings(e) => e.hint(),
             Error::S3(e) => e.hint(),
+            Error::Selector(SelectorError::Empty { .. }) => Some(
+                "check --bucket, --key and --workspace (or the backend configuration); `terraform workspace list` shows the workspaces".into(),
+            ),
             Error::Selector(_) => Some("`tfrollback list` shows the versions and their ids".into()),
             Error::Config(ConfigError::Hcl { .. }) => {
                 Some("fix the file; `terraform validate` points at the error".into())

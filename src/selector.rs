@@ -495,4 +495,30 @@ pub(crate) mod tests {
         );
         assert!("null".parse::<Selector>().is_ok());
     }
+
+    proptest::proptest! {
+        /// Any input either parses into a selector whose id is only safe characters, or is
+        /// refused; nothing panics.
+        #[test]
+        fn selector_parsing_is_total_and_ids_stay_safe(input in "\\PC{0,80}") {
+            match input.parse::<Selector>() {
+                Ok(Selector::Id(id)) => {
+                    proptest::prop_assert_eq!(id.as_str(), input.as_str());
+                    proptest::prop_assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b"._-=+".contains(&b)));
+                }
+                Ok(Selector::Marked(label)) => proptest::prop_assert!(valid_label(&label)),
+                Ok(_) | Err(_) => {}
+            }
+        }
+
+        /// Every well-formed id means itself.
+        #[test]
+        fn well_formed_ids_round_trip(id in "[A-Za-z0-9._=+-]{1,64}") {
+            let reserved = ["current", "previous", "last-good"].contains(&id.as_str());
+            if !reserved && !id.starts_with('~') {
+                let parsed: Selector = id.parse().unwrap();
+                proptest::prop_assert_eq!(parsed.to_string(), id);
+            }
+        }
+    }
 }

@@ -30,6 +30,9 @@ pub enum StateError {
     OutputsTooLarge,
     #[error("the state is encrypted client-side (OpenTofu state encryption), so it cannot be read")]
     Encrypted,
+    /// A reason found earlier and remembered (the summary cache keeps it as text).
+    #[error("{reason}")]
+    Known { reason: String },
 }
 
 /// One output as recorded in a state: the value is absent when the output is sensitive.

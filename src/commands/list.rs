@@ -10,6 +10,12 @@ use crate::summaries::summaries;
 
 pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
     let mut listing = ctx.listing(0).await?;
+    if listing.versions.is_empty() {
+        return Err(crate::selector::SelectorError::Empty {
+            location: ctx.location(),
+        }
+        .into());
+    }
     if let Some(limit) = args.limit {
         listing.versions.truncate(limit);
     }

@@ -25,6 +25,15 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
                 fresh
             }
         };
+        if let crate::cache::Cached::Unreadable(reason) = &info {
+            return Err(Error::State {
+                version: version.version_id.clone(),
+                location: ctx.location(),
+                source: crate::state::StateError::Known {
+                    reason: reason.clone(),
+                },
+            });
+        }
         Some(info)
     };
     let view = version_view(version, info, ctx.slot_hint().as_deref(), &listing);

@@ -1,0 +1,181 @@
+//! Races, each repeated 20 times: two rollbacks at once, terraform during a rollback, a
+//! rollback during terraform. Exactly one writer wins; nobody's lock is ever broken.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::lab::{LockStyle, Sandbox};
+
+const REPEAT: usize = 20;
+
+fn deployed(lock: LockStyle) -> Sandbox {
+    let sb = Sandbox::builder("bluegreen").lock(lock).build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green")]);
+    sb
+}
+
+fn slot(sb: &Sandbox) -> Value {
+    sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
+}
+
+fn lock_holder(sb: &Sandbox) -> Value {
+    sb.tfr(&["status", "--json"]).ok().json()["lock"].clone()
+}
+
+#[test]
+fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
+    for (round, lock) in (0..REPEAT).map(|i| {
+        (
+            i,
+            if i % 2 == 0 {
+                LockStyle::DynamoDb
+            } else {
+                LockStyle::LockFile
+            },
+        )
+    }) {
+        let sb = deployed(lock);
+        let before = slot(&sb);
+        let spawn = || {
+            sb.tfr_command(&[
+                "to",
+                "previous",
+                "--auto-approve",
+                "--max-destroy",
+                "10",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let mut codes = [a.status.code(), b.status.code()];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [Some(0), Some(5)],
+            "round {round}:\n{}\n{}",
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr)
+        );
+        let loser = if a.status.code() == Some(5) { &a } else { &b };
+        assert!(
+            String::from_utf8_lossy(&loser.stderr).contains("tfrollback to"),
+            "the holder is named"
+        );
+        assert_ne!(slot(&sb), before, "round {round}: rolled back exactly once");
+        assert_eq!(lock_holder(&sb), Value::Null);
+    }
+}
+
+#[test]
+fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
+    for lock in [LockStyle::DynamoDb, LockStyle::LockFile] {
+        let sb = deployed(lock);
+        let mut rollback = sb
+            .tfr_command(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
+            .env("TFROLLBACK_FAILPOINT", "plan=pause")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lock_holder(&sb).is_null() {
+            assert!(
+                Instant::now() < deadline,
+                "the rollback never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for _ in 0..REPEAT / 2 {
+            let run = sb.terraform(&[
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-no-color",
+                "-var=active_slot=blue",
+            ]);
+            assert_eq!(run.code, 1);
+            assert!(
+                run.stderr.contains("Error acquiring the state lock"),
+                "{}",
+                run.stderr
+            );
+            assert!(
+                run.stderr.contains("tfrollback to"),
+                "terraform shows who holds it: {}",
+                run.stderr
+            );
+        }
+        assert_eq!(slot(&sb), json!("green"), "terraform changed nothing");
+        rollback.kill().unwrap();
+        rollback.wait().unwrap();
+        sb.tfr(&["recover"]).ok();
+        assert_eq!(lock_holder(&sb), Value::Null);
+    }
+}
+
+#[test]
+fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let mut apply = sb.command("terraform");
+    apply
+        .args([
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-var=active_slot=blue",
+            "-var=slow_seconds=40",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut apply = apply.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lock_holder(&sb).is_null() {
+        assert!(Instant::now() < deadline, "terraform never took the lock");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let versions = sb.s3().versions(&sb.key).len();
+    for _ in 0..REPEAT {
+        let run = sb
+            .tfr(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
+            .code(5);
+        assert!(run.stderr.contains("OperationTypeApply"), "{}", run.stderr);
+    }
+    assert_eq!(sb.s3().versions(&sb.key).len(), versions, "nothing written");
+    assert!(
+        !lock_holder(&sb).is_null(),
+        "terraform's lock was never broken"
+    );
+    // With --lock-timeout the rollback waits for the apply (which flips to blue), then takes
+    // the state back to the green deploy it was started from.
+    let green = sb.s3().versions(&sb.key)[0].version_id.clone();
+    let run = sb
+        .tfr(&[
+            "to",
+            &green,
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--lock-timeout",
+            "120s",
+            "--json",
+        ])
+        .ok();
+    assert!(
+        run.stderr.contains("waiting for the state lock"),
+        "{}",
+        run.stderr
+    );
+    assert!(apply.wait().unwrap().success());
+    assert_eq!(run.json()["status"], json!("rolled_back"));
+    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(lock_holder(&sb), Value::Null);
+}
