@@ -50,10 +50,10 @@ fn spawn(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Child {
 fn wait_for_journal(sb: &Sandbox, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(j) = journal(sb) {
-            if ready(&j) {
-                return j;
-            }
+        if let Some(j) = journal(sb)
+            && ready(&j)
+        {
+            return j;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));

@@ -141,7 +141,6 @@ impl Rule {
 struct Shared {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
-    requests: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -159,7 +158,6 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_start_matches("http://").to_string(),
             rules: Mutex::new(vec![]),
-            requests: Mutex::new(vec![]),
             stop: AtomicBool::new(false),
         });
         let accept = Arc::clone(&shared);
@@ -182,10 +180,6 @@ impl Proxy {
         self.shared.rules.lock().unwrap().push(rule);
     }
 
-    pub fn clear(&self) {
-        self.shared.rules.lock().unwrap().clear();
-    }
-
     /// How many times the rule named `name` injected its fault.
     pub fn hits(&self, name: &str) -> u32 {
         self.shared
@@ -196,11 +190,6 @@ impl Proxy {
             .filter(|r| r.name == name)
             .map(|r| r.hits)
             .sum()
-    }
-
-    /// `METHOD target` of every request seen.
-    pub fn requests(&self) -> Vec<String> {
-        self.shared.requests.lock().unwrap().clone()
     }
 }
 
@@ -285,11 +274,6 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         return Ok(());
     };
     let body = read_body(&mut reader, &head)?;
-    shared
-        .requests
-        .lock()
-        .unwrap()
-        .push(format!("{} {}", head.method, head.target));
 
     let fault = {
         let mut rules = shared.rules.lock().unwrap();
