@@ -114,6 +114,17 @@ pub enum Command {
     Status,
     /// Finish an interrupted rollback safely (restores the snapshot when the apply may have started)
     Recover(RecoverArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), generated from this command line's definition
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -112,7 +112,16 @@ impl Error {
             Error::DeleteMarker { .. } => {
                 Some("pick a version that holds a state: `tfrollback list` marks delete markers with x".into())
             }
-            _ => None,
+            Error::Mapping(_) => {
+                Some("see docs/mapping.md for how outputs become rollback variables".into())
+            }
+            Error::Config(ConfigError::Read { .. }) => {
+                Some("check the path given with -C and its permissions".into())
+            }
+            Error::Journal(_) => Some(
+                "check write access to the bucket (s3:PutObject on <key>.tfrollback/*) and to .tfrollback/ in the working directory; `tfrollback status` shows what is unfinished".into(),
+            ),
+            Error::Stdout(_) => Some("check where stdout goes (a closed pipe, a full disk)".into()),
         }
     }
 

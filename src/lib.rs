@@ -74,6 +74,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
+    // These need no state: they only describe the command line.
+    match &cli.command {
+        Command::Completions(args) => return print_completions(args.shell),
+        Command::Man => return print_man(),
+        _ => {}
+    }
     let settings = Settings::resolve(&cli.global, &Env::from_process())?;
     tracing::debug!(?settings, "resolved settings");
     let ctx = commands::Context::new(settings, printer).await?;
@@ -98,11 +104,31 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
         Command::Recover(args) => {
             commands::recover::run(&ctx, args, audit.as_mut().expect("audit")).await
         }
+        Command::Completions(_) | Command::Man => unreachable!("handled before settings"),
     };
     if let Some(audit) = audit {
         record(&ctx, audit, &result).await;
     }
     result
+}
+
+fn print_completions(shell: clap_complete::Shell) -> Result<Exit, Error> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tfrollback", &mut out);
+    std::io::Write::write_all(&mut std::io::stdout(), &out).map_err(Error::Stdout)?;
+    Ok(Exit::Ok)
+}
+
+fn print_man() -> Result<Exit, Error> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(Error::Stdout)?;
+    std::io::Write::write_all(&mut std::io::stdout(), &out).map_err(Error::Stdout)?;
+    Ok(Exit::Ok)
 }
 
 /// Writes the history record of a state-changing command, whatever its outcome. A record that

@@ -8,6 +8,14 @@ use serde::Serialize;
 
 use crate::cli::GlobalArgs;
 
+/// Running under CI or terraform automation (`CI`, `TF_IN_AUTOMATION`): never prompt, never
+/// draw progress bars, even when a terminal is attached.
+pub fn automated() -> bool {
+    ["CI", "TF_IN_AUTOMATION"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Printer {
     pub json: bool,
@@ -19,6 +27,7 @@ impl Printer {
     pub fn new(args: &GlobalArgs) -> Printer {
         let env_says_plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
             || std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        let automated = automated();
         let color = !args.no_color && !env_says_plain && std::io::stdout().is_terminal();
         let color_stderr = !args.no_color && !env_says_plain && std::io::stderr().is_terminal();
         console::set_colors_enabled(color);
@@ -29,6 +38,7 @@ impl Printer {
             progress: !args.json
                 && !args.quiet
                 && !env_says_plain
+                && !automated
                 && std::io::stderr().is_terminal(),
         }
     }
@@ -40,8 +50,11 @@ impl Printer {
         writeln!(out)
     }
 
-    /// Human output on stdout.
+    /// Human output on stdout (none with --quiet, which prints only errors).
     pub fn out(&self, text: &str) -> std::io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())?;
         if !text.ends_with('\n') {

@@ -127,7 +127,65 @@ fn outputs_summary(v: &VersionView, width: usize) -> String {
     parts.join(" ")
 }
 
-pub fn render_list(view: &ListView) -> String {
+/// Width of the terminal tables: `COLUMNS`, else the terminal's, else 120.
+pub fn table_width() -> usize {
+    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return cols;
+    }
+    let term = console::Term::stdout();
+    if term.is_term() {
+        return term.size().1 as usize;
+    }
+    120
+}
+
+/// `3h ago`, `just now`, `12d ago`.
+pub fn relative_time(rfc3339: &str, now: jiff::Timestamp) -> String {
+    let Ok(t) = rfc3339.parse::<jiff::Timestamp>() else {
+        return String::new();
+    };
+    let secs = now.as_second() - t.as_second();
+    match secs {
+        s if s < 60 => "just now".into(),
+        s if s < 3600 => format!("{}m ago", s / 60),
+        s if s < 86_400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// The marks, the intermediate flag and the outputs of a row, fitted to `width` characters.
+fn row_tail(v: &VersionView, width: usize, compact: bool) -> String {
+    if v.delete_marker {
+        return style("(delete marker)").dim().to_string();
+    }
+    if let Some(err) = &v.error {
+        return style(truncate(&format!("unreadable: {err}"), width.max(20)))
+            .red()
+            .to_string();
+    }
+    let mut tail = String::new();
+    let mut used = 0;
+    for label in &v.marks {
+        tail.push_str(&style(format!("[{label}] ")).cyan().bold().to_string());
+        used += label.len() + 3;
+    }
+    if v.intermediate {
+        tail.push_str(&style("(intermediate) ").dim().to_string());
+        used += 15;
+    }
+    if compact {
+        if let Some(slot) = &v.slot {
+            tail.push_str(&slot_style(slot));
+        }
+        return tail;
+    }
+    tail + &outputs_summary(v, width.saturating_sub(used).max(20))
+}
+
+/// The version table. Wide terminals get every column with UTC and relative times; below
+/// 150 columns the table keeps what matters in an incident (id, age, serial, resources, marks
+/// and slot) so that it stays readable at 80. `now` makes the ages reproducible.
+pub fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -> String {
     let mut out = String::new();
     if view.versions.is_empty() {
         let _ = writeln!(
@@ -144,11 +202,21 @@ pub fn render_list(view: &ListView) -> String {
         .max()
         .unwrap_or(7)
         .max(7);
-    let _ = writeln!(
-        out,
-        "  {:<id_width$}  {:<19}  {:>9}  {:>6}  {:<8}  {:<8}  {:>5}  OUTPUTS",
-        "VERSION", "MODIFIED (UTC)", "SIZE", "SERIAL", "LINEAGE", "TF", "RES"
-    );
+    let compact = width < 150;
+    let dash = || "-".to_string();
+    if compact {
+        let _ = writeln!(
+            out,
+            "  {:<id_width$}  {:>8}  {:>6}  {:>5}  SLOT",
+            "VERSION", "AGE", "SERIAL", "RES"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  {:<id_width$}  {:<28}  {:>9}  {:>6}  {:<8}  {:<8}  {:>5}  OUTPUTS",
+            "VERSION", "MODIFIED (UTC)", "SIZE", "SERIAL", "LINEAGE", "TF", "RES"
+        );
+    }
     for v in &view.versions {
         let mark = if v.delete_marker {
             "x"
@@ -157,45 +225,49 @@ pub fn render_list(view: &ListView) -> String {
         } else {
             " "
         };
-        let dash = || "-".to_string();
-        let tail = if v.delete_marker {
-            style("(delete marker)").dim().to_string()
-        } else if let Some(err) = &v.error {
-            style(format!("unreadable: {err}")).red().to_string()
-        } else {
-            let mut tail = String::new();
-            for label in &v.marks {
-                tail.push_str(&style(format!("[{label}] ")).cyan().bold().to_string());
-            }
-            if v.intermediate {
-                tail.push_str(&style("(intermediate) ").dim().to_string());
-            }
-            tail + &outputs_summary(v, 60)
-        };
+        let serial = v.serial.map(|s| s.to_string()).unwrap_or_else(dash);
+        let resources = v.resources.map(|r| r.to_string()).unwrap_or_else(dash);
+        let age = relative_time(&v.last_modified, now);
+        if compact {
+            let fixed = 2 + id_width + 2 + 8 + 2 + 6 + 2 + 5 + 2;
+            let tail = row_tail(v, width.saturating_sub(fixed), true);
+            let _ = writeln!(
+                out,
+                "{mark} {:<id_width$}  {age:>8}  {serial:>6}  {resources:>5}  {tail}",
+                v.version_id
+            );
+            continue;
+        }
+        let fixed = 2 + id_width + 2 + 28 + 2 + 9 + 2 + 6 + 2 + 8 + 2 + 8 + 2 + 5 + 2;
+        let tail = row_tail(v, width.saturating_sub(fixed), false);
+        let modified = format!("{} ({age})", human_time(&v.last_modified));
         let _ = writeln!(
             out,
-            "{mark} {:<id_width$}  {:<19}  {:>9}  {:>6}  {:<8}  {:<8}  {:>5}  {tail}",
+            "{mark} {:<id_width$}  {modified:<28}  {:>9}  {serial:>6}  {:<8}  {:<8}  {resources:>5}  {tail}",
             v.version_id,
-            human_time(&v.last_modified),
             if v.delete_marker {
                 dash()
             } else {
                 human_size(v.size)
             },
-            v.serial.map(|s| s.to_string()).unwrap_or_else(dash),
             v.lineage
                 .as_deref()
                 .map(|l| crate::state::short_lineage(l).to_string())
                 .unwrap_or_else(dash),
             v.terraform_version.clone().unwrap_or_else(dash),
-            v.resources.map(|r| r.to_string()).unwrap_or_else(dash),
         );
     }
     let _ = writeln!(
         out,
-        "\n* current version   x delete marker   [label] marked known-good   s3://{}/{} (workspace {})",
+        "\n* current  x delete marker  [label] known-good\ns3://{}/{} (workspace {})",
         view.bucket, view.key, view.workspace
     );
+    if compact {
+        let _ = writeln!(
+            out,
+            "Outputs: `tfrollback show VERSION`, or a terminal of 150+ columns."
+        );
+    }
     out
 }
 
@@ -217,7 +289,12 @@ pub fn render_version(v: &VersionView) -> String {
             "Note       probably an intermediate snapshot of an apply, not its result"
         );
     }
-    let _ = writeln!(out, "Modified   {} UTC", human_time(&v.last_modified));
+    let _ = writeln!(
+        out,
+        "Modified   {} UTC ({})",
+        human_time(&v.last_modified),
+        relative_time(&v.last_modified, jiff::Timestamp::now())
+    );
     if v.delete_marker {
         return out;
     }

@@ -95,7 +95,9 @@ impl S3Error {
             S3Error::PreconditionFailed { .. } => {
                 "someone wrote the state meanwhile; nothing was overwritten. Run `tfrollback list` and `tfrollback status`, then decide".into()
             }
-            S3Error::Service { .. } | S3Error::BadPagination { .. } => return None,
+            S3Error::Service { .. } | S3Error::BadPagination { .. } => {
+                "run again with -vv for the full answer; if it persists, check the endpoint and the bucket's policy".into()
+            }
         })
     }
 }

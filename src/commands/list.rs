@@ -39,5 +39,6 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
             .map(|(v, info)| version_view(v, info, slot_var.as_deref(), &listing))
             .collect(),
     };
-    ctx.emit(&view, render_list)
+    let width = crate::render::table_width();
+    ctx.emit(&view, |v| render_list(v, width, jiff::Timestamp::now()))
 }

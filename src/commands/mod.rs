@@ -219,10 +219,12 @@ pub fn version_view(
 
 /// Refuses at once when nobody could answer a confirmation: never hang on a prompt.
 pub fn require_answerable(auto_approve: bool, dry_run: bool) -> Result<(), Error> {
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let interactive = std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+        && !crate::output::automated();
     if !auto_approve && !dry_run && !interactive {
         return Err(Error::Refused {
-            reason: "no terminal to ask for confirmation on, and --auto-approve was not given".into(),
+            reason: "nobody to ask for confirmation (no terminal, or CI / TF_IN_AUTOMATION is set), and --auto-approve was not given".into(),
             hint: "pass --auto-approve to go ahead without asking (CI), or --dry-run to only see what would change".into(),
             usage: true,
         });

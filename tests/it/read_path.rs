@@ -55,10 +55,17 @@ fn list_reads_every_version_newest_first_from_the_init_state() {
     assert_eq!(listed[1]["slot"], json!("blue"));
     assert_eq!(listed[0]["outputs"]["db_password"], json!("(sensitive)"));
 
-    let human = sb.tfr(&["list"]).ok().stdout;
+    let human = sb.tfr_with(&["list"], &[("COLUMNS", "200")]).ok().stdout;
     assert!(
         human.contains(&format!("* {}", in_s3[0].version_id)),
         "{human}"
+    );
+    // At 80 columns every line fits, and the slot still stands out.
+    let narrow = sb.tfr_with(&["list"], &[("COLUMNS", "80")]).ok().stdout;
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(
+        narrow.contains("just now") && narrow.contains("green"),
+        "{narrow}"
     );
     assert!(human.contains("active_slot=green"), "{human}");
 }
