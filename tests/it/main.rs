@@ -11,3 +11,4 @@ mod read_path;
 mod restore_marks;
 mod rollback;
 mod secrets;
+mod snapshots;
