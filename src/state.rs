@@ -152,17 +152,42 @@ impl StateScanner {
     }
 
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), StateError> {
-        for &b in chunk {
+        let mut i = 0;
+        while i < chunk.len() {
             if self.done {
-                if !b.is_ascii_whitespace() {
+                if !chunk[i].is_ascii_whitespace() {
                     return Err(not_json("unexpected data after the end of the document"));
                 }
+                i += 1;
                 continue;
             }
-            self.step(b)?;
+            // Fast paths over bytes that cannot change anything: the inside of strings that
+            // are not kept, and the inside of values that are only walked (the resources).
+            if !self.capturing() && !self.in_key && !self.escape && self.depth >= 2 {
+                let rest = &chunk[i..];
+                let skip = if self.in_string {
+                    memchr::memchr2(b'"', b'\\', rest)
+                } else {
+                    rest.iter()
+                        .position(|b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+                };
+                let skip = skip.unwrap_or(rest.len());
+                i += skip;
+                self.pos += skip;
+                if i == chunk.len() {
+                    break;
+                }
+            }
+            self.step(chunk[i])?;
             self.pos += 1;
+            i += 1;
         }
         Ok(())
+    }
+
+    /// Whether the bytes of the current value are being kept.
+    fn capturing(&self) -> bool {
+        self.field.is_some_and(Field::captured)
     }
 
     fn step(&mut self, b: u8) -> Result<(), StateError> {
