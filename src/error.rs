@@ -69,6 +69,9 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    /// Not a failure: the command had nothing to do (exit 0).
+    #[error("{reason}")]
+    NothingToDo { reason: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
 }
@@ -76,6 +79,7 @@ pub enum Error {
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
+            Error::NothingToDo { .. } => Exit::Ok,
             Error::Selector(SelectorError::Invalid { .. })
             | Error::Mapping(MappingError::BadMap { .. })
             | Error::Refused { usage: true, .. } => Exit::Usage,
@@ -122,6 +126,7 @@ impl Error {
                 "check write access to the bucket (s3:PutObject on <key>.tfrollback/*) and to .tfrollback/ in the working directory; `tfrollback status` shows what is unfinished".into(),
             ),
             Error::Stdout(_) => Some("check where stdout goes (a closed pipe, a full disk)".into()),
+            Error::NothingToDo { .. } => None,
         }
     }
 
@@ -136,7 +141,10 @@ impl Error {
             source = s.source();
         }
         while let Some(s) = source {
-            out.push_str(&format!("\n  caused by: {s}"));
+            let text = s.to_string();
+            if !out.contains(&text) {
+                out.push_str(&format!("\n  caused by: {text}"));
+            }
             source = s.source();
         }
         if let Some(hint) = self.hint() {

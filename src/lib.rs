@@ -23,7 +23,7 @@ mod marks;
 mod operation;
 mod output;
 mod render;
-mod report;
+pub(crate) mod report;
 mod s3;
 mod selector;
 mod settings;
@@ -45,6 +45,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.global.verbose, cli.global.quiet);
     let printer = Printer::new(&cli.global);
     let json = cli.global.json;
+    let cli_quiet = cli.global.quiet;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,6 +59,15 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli, printer)) {
         Ok(exit) => exit.into(),
         Err(Error::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
+        Err(Error::NothingToDo { reason }) => {
+            if json {
+                let doc = serde_json::json!({"status": "already_at_target", "message": reason});
+                println!("{doc:#}");
+            } else if !cli_quiet {
+                eprintln!("{reason}");
+            }
+            Exit::Ok.into()
+        }
         Err(e) => {
             eprintln!("{}", e.render());
             if json {
@@ -106,6 +116,22 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
         }
         Command::Completions(_) | Command::Man => unreachable!("handled before settings"),
     };
+    if let Err(e) = &result {
+        let report = match &cli.command {
+            Command::To(args) => Some((format!("to {}", args.version), &args.run)),
+            Command::Restore(args) => Some((format!("restore {}", args.version), &args.run)),
+            _ => None,
+        };
+        if let Some((command, run)) = report {
+            // CI reads the report whatever happened: a refusal says why.
+            let published =
+                report::publish_failure(&command, &ctx.location(), e, run.report.as_deref());
+            if let Err(io) = published {
+                ctx.printer
+                    .note(&format!("warning: could not write the report: {io}"));
+            }
+        }
+    }
     if let Some(audit) = audit {
         record(&ctx, audit, &result).await;
     }
@@ -134,8 +160,13 @@ fn print_man() -> Result<Exit, Error> {
 /// Writes the history record of a state-changing command, whatever its outcome. A record that
 /// cannot be written is a warning: it must never turn a rollback into a failure.
 async fn record(ctx: &commands::Context, audit: Audit, result: &Result<Exit, Error>) {
+    let mut audit = audit;
     let (code, error) = match result {
         Ok(exit) => (*exit as u8, None),
+        Err(Error::NothingToDo { .. }) => {
+            audit.result = Some("already_at_target".into());
+            (0, None)
+        }
         Err(e) => (e.exit() as u8, Some(e.render())),
     };
     let who = history::who(&ctx.aws, &ctx.settings.backend).await;

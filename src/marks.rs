@@ -56,8 +56,20 @@ impl MarkStore {
         format!("{}.tfrollback/marks.json", self.store.key())
     }
 
+    /// The marks; an index this identity may not read only hides them (without
+    /// s3:ListBucket, S3 answers a missing object with 403 rather than 404).
     pub async fn load(&self) -> Result<MarkIndex, S3Error> {
-        Ok(self.load_with_etag().await?.0)
+        match self.load_with_etag().await {
+            Ok((index, _)) => Ok(index),
+            Err(S3Error::AccessDenied { .. }) => {
+                tracing::warn!(
+                    "cannot read {} (access denied): marks are not shown",
+                    self.index_key()
+                );
+                Ok(MarkIndex::default())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn load_with_etag(&self) -> Result<(MarkIndex, Option<String>), S3Error> {

@@ -98,6 +98,50 @@ pub struct Report {
     pub next: Vec<String>,
 }
 
+/// The Markdown report of a `to` or `restore` that stopped with an error (a refusal, a lock
+/// held, ...), written where the full report would have gone.
+pub fn publish_failure(
+    command: &str,
+    location: &str,
+    error: &crate::error::Error,
+    path: Option<&Path>,
+) -> std::io::Result<()> {
+    let exit = error.exit() as u8;
+    let headline = match exit {
+        0 => "nothing to do",
+        2 => "usage error, nothing was changed",
+        5 => "the state is locked by someone else, nothing was changed",
+        _ => "failed, nothing was changed",
+    };
+    let mut md = format!("## tfrollback: {headline}\n\n| | |\n|---|---|\n");
+    let _ = writeln!(md, "| State | `{location}` |");
+    let _ = writeln!(md, "| Command | `tfrollback {command}` |");
+    let _ = writeln!(md, "| Exit code | {exit} |");
+    let _ = writeln!(
+        md,
+        "\n### {}\n\n```\n{error}\n```",
+        if exit == 0 { "Why" } else { "Error" }
+    );
+    if let Some(hint) = error.hint() {
+        let _ = writeln!(md, "\n> {hint}");
+    }
+    write_markdown(&md, path)
+}
+
+fn write_markdown(md: &str, path: Option<&Path>) -> std::io::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, md)?;
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(summary)?;
+        writeln!(f, "{md}")?;
+    }
+    Ok(())
+}
+
 impl Report {
     /// A report of an operation as its journal records it; the caller fills in the outcome.
     pub fn new(status: Status, journal: &crate::journal::Journal, location: String) -> Report {
@@ -269,17 +313,6 @@ impl Report {
 
     /// Writes the Markdown report to `path` and appends it to the GitHub step summary.
     pub fn publish(&self, path: Option<&Path>) -> std::io::Result<()> {
-        let md = self.markdown();
-        if let Some(path) = path {
-            std::fs::write(path, &md)?;
-        }
-        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(summary)?;
-            writeln!(f, "{md}")?;
-        }
-        Ok(())
+        write_markdown(&self.markdown(), path)
     }
 }

@@ -79,8 +79,13 @@ impl S3Error {
             S3Error::NoSuchKey { .. } => "check --key and --workspace; `tfrollback list` shows what exists".into(),
             S3Error::NoSuchVersion { .. } => "run `tfrollback list` to see the versions".into(),
             S3Error::AccessDenied { operation, .. } => format!(
-                "the AWS identity in use needs the s3:{} permission on the bucket (docs/iam.md lists the minimal policy)",
-                iam_action(operation)
+                "the AWS identity in use needs the s3:{} permission on the bucket{} (docs/iam.md lists the minimal policy)",
+                iam_action(operation),
+                if *operation == "GetObject" {
+                    ", and s3:ListBucket (without it S3 answers 403 for an object that does not exist)"
+                } else {
+                    ""
+                }
             ),
             S3Error::BadCredentials { .. } | S3Error::NoCredentials { .. } => {
                 "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or log in with `aws sso login`".into()

@@ -71,6 +71,13 @@ pub enum ApplyEvent {
     Diagnostic(Diagnostic),
 }
 
+impl PlanSummary {
+    /// Whether applying the plan would change anything at all.
+    pub fn has_changes(&self) -> bool {
+        !self.addresses.is_empty() || !self.outputs.is_empty()
+    }
+}
+
 /// Add/change/destroy counts and output changes of a saved plan.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PlanSummary {
@@ -83,13 +90,6 @@ pub struct PlanSummary {
     /// Addresses of the resource instances the plan creates, updates or destroys.
     #[serde(skip)]
     pub addresses: Vec<String>,
-}
-
-/// `plan -detailed-exitcode` results other than an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlanOutcome {
-    NoChanges,
-    Changes,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +124,7 @@ impl Terraform {
         let bin = bin.ok_or_else(|| TerraformError::NotFound {
             bin: wanted.display().to_string(),
         })?;
+        let bin = unwrap_setup_terraform(bin, std::env::var_os("TERRAFORM_CLI_PATH"));
         Ok(Terraform {
             bin,
             dir: dir.to_path_buf(),
@@ -275,7 +276,7 @@ impl Terraform {
         struct Version {
             terraform_version: String,
         }
-        serde_json::from_slice::<Version>(&stdout)
+        first_json::<Version>(&stdout)
             .map(|v| v.terraform_version)
             .map_err(|e| TerraformError::BadJson {
                 command: self.describe(&args),
@@ -296,12 +297,15 @@ impl Terraform {
         Ok(())
     }
 
-    /// `plan -detailed-exitcode -lock=false`, saving the plan to `out` when given.
+    /// `plan -lock=false -out=PLAN`, then the saved plan's summary from `show -json`.
+    ///
+    /// Whether anything changes is read from the saved plan, never from the exit code:
+    /// wrappers such as setup-terraform's turn `-detailed-exitcode`'s 2 into 0.
     pub async fn plan(
         &mut self,
         var_args: &[String],
-        out: Option<&Path>,
-    ) -> Result<PlanOutcome, TerraformError> {
+        out: &Path,
+    ) -> Result<PlanSummary, TerraformError> {
         let mut args = strings(&[
             "plan",
             "-input=false",
@@ -309,16 +313,13 @@ impl Terraform {
             "-detailed-exitcode",
             "-json",
         ]);
-        if let Some(out) = out {
-            args.push(format!("-out={}", out.display()));
-        }
+        args.push(format!("-out={}", out.display()));
         args.extend(var_args.iter().cloned());
         let (code, stdout, stderr) = self.output(&args).await?;
-        match code {
-            0 => Ok(PlanOutcome::NoChanges),
-            2 => Ok(PlanOutcome::Changes),
-            _ => Err(self.failed(&args, code, &stdout, &stderr)),
+        if code != 0 && code != 2 {
+            return Err(self.failed(&args, code, &stdout, &stderr));
         }
+        self.show_plan(out).await
     }
 
     /// The summary of a saved plan, from `show -json`. Values are not kept: `show -json` prints
@@ -405,6 +406,26 @@ impl Terraform {
     }
 }
 
+/// hashicorp/setup-terraform installs a Node.js wrapper as `terraform` (it rewrites stdout and
+/// turns exit code 2 into 0) next to the real binary, `terraform-bin`, in TERRAFORM_CLI_PATH.
+/// tfrollback talks to the real one: exit codes, signals and the recorded pid must be
+/// terraform's own.
+fn unwrap_setup_terraform(bin: PathBuf, cli_path: Option<OsString>) -> PathBuf {
+    let Some(dir) = cli_path.map(PathBuf::from) else {
+        return bin;
+    };
+    let real = dir.join("terraform-bin");
+    let same_dir = bin.parent().map(|p| p.canonicalize().ok()) == Some(dir.canonicalize().ok());
+    if same_dir && real.is_file() {
+        tracing::info!(
+            "using {} instead of setup-terraform's wrapper",
+            real.display()
+        );
+        return real;
+    }
+    bin
+}
+
 /// Sends SIGINT to a terraform child (and its process group), which makes it stop cleanly.
 pub fn interrupt_child(pid: u32) {
     use nix::sys::signal::{Signal, killpg};
@@ -443,6 +464,17 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The first JSON document in a command's stdout: a wrapper around terraform may print lines
+/// of its own before or after it.
+fn first_json<T: serde::de::DeserializeOwned>(stdout: &[u8]) -> Result<T, serde_json::Error> {
+    let start = stdout.iter().position(|b| *b == b'{').unwrap_or(0);
+    let mut docs = serde_json::Deserializer::from_slice(&stdout[start..]).into_iter::<T>();
+    match docs.next() {
+        Some(doc) => doc,
+        None => serde_json::from_slice(b""),
+    }
 }
 
 /// One line of terraform's `-json` stream.
@@ -508,7 +540,7 @@ pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
     struct Change {
         actions: Vec<String>,
     }
-    let plan: Plan = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let plan: Plan = first_json(json).map_err(|e| e.to_string())?;
     let mut summary = PlanSummary::default();
     for rc in plan.resource_changes {
         let actions: Vec<&str> = rc.change.actions.iter().map(String::as_str).collect();
@@ -530,7 +562,9 @@ pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
                 summary.destroy += 1;
                 true
             }
-            _ => false,
+            // `no-op` and `read` change nothing; anything else (`forget`, ...) does.
+            ["no-op"] | ["read"] => false,
+            _ => true,
         };
         if counted {
             summary.addresses.push(rc.address);
@@ -604,6 +638,14 @@ mod tests {
             "output_changes":{"active_slot":{"actions":["update"],"before":"green","after":"blue"},
                               "same":{"actions":["no-op"]}}}"#;
         let s = parse_plan(plan).unwrap();
+        assert!(s.has_changes());
+        assert!(
+            !parse_plan(
+                br#"{"resource_changes":[{"address":"a.b","change":{"actions":["no-op"]}}]}"#
+            )
+            .unwrap()
+            .has_changes()
+        );
         assert_eq!((s.add, s.change, s.destroy), (2, 1, 2));
         assert_eq!(s.outputs.len(), 1);
         assert_eq!(s.addresses.len(), 4);
@@ -626,6 +668,22 @@ mod tests {
         );
         assert_eq!(parse_event("not json"), None);
         assert_eq!(parse_event(r#"{"type":"version"}"#), None);
+    }
+
+    #[test]
+    fn setup_terraforms_wrapper_is_bypassed() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("terraform");
+        std::fs::write(&wrapper, "").unwrap();
+        std::fs::write(dir.path().join("terraform-bin"), "").unwrap();
+        let cli_path = Some(dir.path().as_os_str().to_owned());
+        assert_eq!(
+            unwrap_setup_terraform(wrapper.clone(), cli_path),
+            dir.path().join("terraform-bin")
+        );
+        assert_eq!(unwrap_setup_terraform(wrapper.clone(), None), wrapper);
+        let elsewhere = Some(std::ffi::OsString::from("/nonexistent"));
+        assert_eq!(unwrap_setup_terraform(wrapper.clone(), elsewhere), wrapper);
     }
 
     #[test]

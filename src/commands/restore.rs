@@ -19,7 +19,7 @@ use crate::operation::{self, Operation};
 use crate::render::{DiffView, Endpoint, render_diff};
 use crate::report::{PlanCounts, Report, Status};
 use crate::selector;
-use crate::terraform::{self, PlanOutcome, Terraform};
+use crate::terraform::{self, Terraform};
 
 pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result<Exit, Error> {
     let interrupt = operation::interrupts();
@@ -27,13 +27,26 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
     require_answerable(args.run.auto_approve, args.dry_run)?;
     let location = ctx.location();
     let listing = ctx.listing(args.version.depth()).await?;
+    let current = selector::current(&listing, &location)?;
+    if let selector::Selector::Marked(label) = &args.version
+        && listing
+            .marks
+            .get(&current.version_id)
+            .is_some_and(|l| l.contains(label))
+    {
+        return Err(Error::NothingToDo {
+            reason: format!(
+                "the current version {} is itself marked `{label}`: there is nothing to restore",
+                current.version_id
+            ),
+        });
+    }
     let target = args.version.resolve(&listing, &location)?.clone();
     if target.delete_marker {
         return Err(Error::DeleteMarker {
             version: target.version_id.clone(),
         });
     }
-    let current = selector::current(&listing, &location)?;
     let (current_text, target_text) =
         tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
     let current_state = ctx.parse(&current.version_id, &current_text)?;
@@ -255,17 +268,12 @@ async fn locked(
             path: plans.display().to_string(),
             source,
         })?;
-        match terraform.plan(var_args, Some(&plan_file)).await? {
-            PlanOutcome::NoChanges => Ok(PlanCounts::default()),
-            PlanOutcome::Changes => {
-                let s = terraform.show_plan(&plan_file).await?;
-                Ok::<_, Error>(PlanCounts {
-                    add: s.add,
-                    change: s.change,
-                    destroy: s.destroy,
-                })
-            }
-        }
+        let s = terraform.plan(var_args, &plan_file).await?;
+        Ok::<_, Error>(PlanCounts {
+            add: s.add,
+            change: s.change,
+            destroy: s.destroy,
+        })
     }
     .await;
     let _ = std::fs::remove_file(&plan_file);

@@ -29,8 +29,12 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
             return Err(Error::State {
                 version: version.version_id.clone(),
                 location: ctx.location(),
-                source: crate::state::StateError::Known {
-                    reason: reason.clone(),
+                source: if *reason == crate::state::StateError::Encrypted.to_string() {
+                    crate::state::StateError::Encrypted
+                } else {
+                    crate::state::StateError::Known {
+                        reason: reason.clone(),
+                    }
                 },
             });
         }

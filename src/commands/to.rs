@@ -20,9 +20,9 @@ use crate::journal::{LOCAL_DIR, StepRecord, StepStatus, VersionRef};
 use crate::mapping::{self, Mapping, MappingOptions, Source};
 use crate::operation::{self, Operation};
 use crate::report::{PlanCounts, Report, Status, StepView, VariableChange};
-use crate::selector::{self, ObjectVersion};
+use crate::selector::{self, ObjectVersion, Selector};
 use crate::state::Output;
-use crate::terraform::{self, ApplyEvent, PlanOutcome, Terraform};
+use crate::terraform::{self, ApplyEvent, Terraform};
 
 /// What preflight established; nothing has been changed yet.
 struct Prepared {
@@ -172,11 +172,7 @@ impl Rollback<'_> {
             source,
         })?;
         let plan_file = absolute(&plans.join(format!("{}.tfplan", op.journal.operation_id)));
-        let outcome = self
-            .prepared
-            .terraform
-            .plan(&var_args, Some(&plan_file))
-            .await?;
+        let summary = self.prepared.terraform.plan(&var_args, &plan_file).await?;
         self.check_interrupt()?;
         let base = Outcome {
             status: Status::AlreadyAtTarget,
@@ -188,7 +184,7 @@ impl Rollback<'_> {
             variables,
             var_file: Some(var_file.display().to_string()),
         };
-        if outcome == PlanOutcome::NoChanges {
+        if !summary.has_changes() {
             ctx.printer.note(&format!(
                 "plan       no changes: the infrastructure is already at {}",
                 self.prepared.target.version_id
@@ -202,7 +198,7 @@ impl Rollback<'_> {
                 ..base
             });
         }
-        let summary = self.prepared.terraform.show_plan(&plan_file).await?;
+
         let counts = PlanCounts {
             add: summary.add,
             change: summary.change,
@@ -399,8 +395,18 @@ impl Rollback<'_> {
                 });
             }
         }
-        let follow_up = self.prepared.terraform.plan(var_args, None).await?;
-        if follow_up != PlanOutcome::NoChanges {
+        let verify_plan = absolute(
+            &self
+                .ctx
+                .settings
+                .workdir
+                .join(LOCAL_DIR)
+                .join("plans")
+                .join(format!("{}-verify.tfplan", op.journal.operation_id)),
+        );
+        let follow_up = self.prepared.terraform.plan(var_args, &verify_plan).await;
+        let _ = std::fs::remove_file(&verify_plan);
+        if follow_up?.has_changes() {
             return Err(Error::Refused {
                 reason: "verification failed: a follow-up plan with the rollback values still shows changes".into(),
                 hint: "run `terraform plan` with the var file to see what does not converge".into(),
@@ -495,48 +501,32 @@ async fn preflight(
     require_answerable(args.run.auto_approve, args.dry_run)?;
     let location = ctx.location();
     let listing = ctx.listing(args.version.depth()).await?;
+    let current = selector::current(&listing, &location)?;
+    if let Selector::Marked(label) = &args.version
+        && listing
+            .marks
+            .get(&current.version_id)
+            .is_some_and(|l| l.contains(label))
+    {
+        return Err(Error::NothingToDo {
+            reason: format!(
+                "the current version {} is itself marked `{label}`: there is nothing to roll back",
+                current.version_id
+            ),
+        });
+    }
     let target = args.version.resolve(&listing, &location)?.clone();
     if target.delete_marker {
         return Err(Error::DeleteMarker {
             version: target.version_id.clone(),
         });
     }
-    let current = selector::current(&listing, &location)?;
     let (current_text, target_text) =
         tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
     let current_state = ctx.parse(&current.version_id, &current_text)?;
     let target_state = ctx.parse(&target.version_id, &target_text)?;
     if current_state.lineage != target_state.lineage && !args.allow_lineage_change {
         return Err(lineage_error(&target_state.lineage, &current_state.lineage));
-    }
-
-    let mut terraform = Terraform::locate(
-        args.run.terraform_bin.as_deref(),
-        None,
-        &ctx.settings.workdir,
-        interrupt,
-    )?;
-    let terraform_version = terraform.version().await?;
-    if terraform::is_newer(&target_state.terraform_version, &terraform_version) {
-        return Err(Error::Refused {
-            reason: format!(
-                "version {} was written by terraform {}, newer than the local {} {}",
-                target.version_id,
-                target_state.terraform_version,
-                terraform.name(),
-                terraform_version
-            ),
-            hint: format!(
-                "install terraform {} or newer (or point --terraform-bin at it)",
-                target_state.terraform_version
-            ),
-            usage: false,
-        });
-    }
-    if !terraform.is_initialized() {
-        ctx.printer
-            .note("preflight  the working directory is not initialized: running terraform init");
-        terraform.init().await?;
     }
 
     let config = Configuration::load(&ctx.settings.workdir)?;
@@ -575,6 +565,35 @@ async fn preflight(
             hint: "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
             usage: false,
         });
+    }
+
+    let mut terraform = Terraform::locate(
+        args.run.terraform_bin.as_deref(),
+        None,
+        &ctx.settings.workdir,
+        interrupt,
+    )?;
+    let terraform_version = terraform.version().await?;
+    if terraform::is_newer(&target_state.terraform_version, &terraform_version) {
+        return Err(Error::Refused {
+            reason: format!(
+                "version {} was written by terraform {}, newer than the local {} {}",
+                target.version_id,
+                target_state.terraform_version,
+                terraform.name(),
+                terraform_version
+            ),
+            hint: format!(
+                "install terraform {} or newer (or point --terraform-bin at it)",
+                target_state.terraform_version
+            ),
+            usage: false,
+        });
+    }
+    if !terraform.is_initialized() {
+        ctx.printer
+            .note("preflight  the working directory is not initialized: running terraform init");
+        terraform.init().await?;
     }
 
     let absolute_files = user_var_files(&args.var_files)?;

@@ -543,3 +543,116 @@ fn user_var_files_come_first_and_rollback_values_win() {
         .code(2);
     assert!(missing.stderr.contains("nope.tfvars"), "{}", missing.stderr);
 }
+
+/// A directory with a `terraform` that runs the real one but exits 0 when it exits 2, as
+/// hashicorp/setup-terraform's wrapper does (and prints a line of its own on stdout).
+fn swallowing_wrapper(sb: &Sandbox, real_name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = sb.dir.parent().unwrap().join("wrapper");
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("terraform"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::os::unix::fs::symlink(&real, dir.join(real_name)).ok();
+    let script = format!(
+        "#!/bin/sh\n\"{}\" \"$@\"\ncode=$?\necho '::debug::wrapped'\nif [ $code -eq 2 ]; then exit 0; fi\nexit $code\n",
+        real.display()
+    );
+    let wrapper = dir.join("terraform");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn a_wrapper_that_swallows_exit_code_2_does_not_fool_the_rollback() {
+    // Any wrapper: changes are read from the saved plan, not from the exit code.
+    let sb = deployed(LockStyle::DynamoDb);
+    let dir = swallowing_wrapper(&sb, "terraform-real");
+    let wrapper = dir.join("terraform").display().to_string();
+    let mut args = ROLLBACK.to_vec();
+    args.extend(["--terraform-bin", &wrapper]);
+    let report = sb.tfr(&args).ok().json();
+    assert_eq!(report["status"], json!("rolled_back"), "{report:#}");
+    assert_eq!(
+        current_state(&sb)["outputs"]["active_slot"]["value"],
+        json!("blue")
+    );
+
+    // setup-terraform's own layout: the real binary is TERRAFORM_CLI_PATH/terraform-bin.
+    let sb = deployed(LockStyle::DynamoDb);
+    let dir = swallowing_wrapper(&sb, "terraform-bin");
+    let wrapper = dir.join("terraform").display().to_string();
+    let cli_path = dir.display().to_string();
+    let mut args = ROLLBACK.to_vec();
+    args.extend(["--terraform-bin", &wrapper, "-v"]);
+    let run = sb
+        .tfr_with(&args, &[("TERRAFORM_CLI_PATH", &cli_path)])
+        .ok();
+    assert_eq!(run.json()["status"], json!("rolled_back"));
+    assert!(
+        run.stderr.contains("instead of setup-terraform's wrapper"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn last_good_when_the_current_version_is_the_good_one_changes_nothing() {
+    let sb = deployed(LockStyle::DynamoDb);
+    sb.tfr(&["mark", "current"]).ok();
+    let before = version_ids(&sb);
+    let report = sb.dir.join("rollback.md");
+    let summary = sb.dir.join("summary.md");
+    let (r, s) = (report.display().to_string(), summary.display().to_string());
+    let run = sb
+        .tfr_with(
+            &["to", "last-good", "--auto-approve", "--report", &r],
+            &[("GITHUB_STEP_SUMMARY", &s)],
+        )
+        .ok();
+    assert!(
+        run.stderr.contains("nothing to roll back"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(version_ids(&sb), before);
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("nothing to do")
+    );
+    assert!(
+        std::fs::read_to_string(&summary)
+            .unwrap()
+            .contains("nothing to roll back")
+    );
+    let history = sb.tfr(&["history", "--json"]).ok().json();
+    assert_eq!(history["records"][0]["result"], json!("already_at_target"));
+}
+
+#[test]
+fn a_refused_rollback_still_writes_its_report() {
+    let sb = deployed(LockStyle::DynamoDb);
+    let report = sb.dir.join("rollback.md");
+    let summary = sb.dir.join("summary.md");
+    let (r, s) = (report.display().to_string(), summary.display().to_string());
+    let run = sb
+        .tfr_with(
+            &["to", "last-good", "--auto-approve", "--report", &r],
+            &[("GITHUB_STEP_SUMMARY", &s)],
+        )
+        .code(1);
+    assert!(run.stderr.contains("tfrollback mark"), "{}", run.stderr);
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        md.contains("failed, nothing was changed") && md.contains("| Exit code | 1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("tfrollback mark"),
+        "the hint is in the report: {md}"
+    );
+    assert_eq!(std::fs::read_to_string(&summary).unwrap().trim(), md.trim());
+}
