@@ -2,7 +2,9 @@
 //! binaries against the local S3 server started by `lab`.
 
 mod bad_input;
+mod ci_recipes;
 mod faults;
+mod getting_started;
 mod lab;
 mod lab_smoke;
 mod proxy;

@@ -1,0 +1,1221 @@
+//! The CI recipes of docs/ci/ run for real: the `run:` steps of github-actions.yml and the
+//! `deploy` job's lines of gitlab-ci.yml are read from the files and executed, in a sandbox, with
+//! the real `tfrollback` and `terraform` against the lab's S3 server. A release is a commit that
+//! changes `*.auto.tfvars`; the smoke test's `curl` is a stand-in that fails on demand. Each
+//! scenario checks what ends up in S3 (the state's slot, the versions, the marks), the report
+//! and the step summary, not only exit codes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::lab::{LockStyle, Sandbox};
+
+const GITHUB_WORKFLOW: &str = "docs/ci/github-actions.yml";
+const GITLAB_CI: &str = "docs/ci/gitlab-ci.yml";
+
+/// The working directory both recipes deploy from; the sandbox directory stands in for it.
+const RECIPE_TF_DIR: &str = "infra";
+
+/// How long one step (or the GitLab job) may run before the test gives up on it.
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------------------------------------
+// A small YAML reader: block mappings, block sequences, `|` literal blocks and plain or quoted
+// scalars, which is all the two recipes use. Anything else is refused loudly, so a recipe that
+// outgrows it fails here instead of being misread.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Yaml {
+    Scalar(String),
+    Map(Vec<(String, Yaml)>),
+    Seq(Vec<Yaml>),
+}
+
+impl Yaml {
+    fn get(&self, key: &str) -> Option<&Yaml> {
+        match self {
+            Yaml::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    #[track_caller]
+    fn at(&self, path: &[&str]) -> &Yaml {
+        let mut node = self;
+        for key in path {
+            node = node
+                .get(key)
+                .unwrap_or_else(|| panic!("the recipe has no `{}`", path.join(".")));
+        }
+        node
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Yaml::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    #[track_caller]
+    fn seq(&self) -> &[Yaml] {
+        match self {
+            Yaml::Seq(items) => items,
+            other => panic!("expected a sequence, found {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn entries(&self) -> &[(String, Yaml)] {
+        match self {
+            Yaml::Map(entries) => entries,
+            other => panic!("expected a mapping, found {other:?}"),
+        }
+    }
+}
+
+struct Line {
+    indent: usize,
+    text: String,
+}
+
+fn parse_yaml(source: &str) -> Yaml {
+    let mut lines: Vec<Line> = source
+        .lines()
+        .map(|l| {
+            assert!(!l.contains('\t'), "tabs in YAML: {l:?}");
+            let text = l.trim_start();
+            Line {
+                indent: l.len() - text.len(),
+                text: text.trim_end().to_string(),
+            }
+        })
+        .collect();
+    let mut pos = 0;
+    skip_blank(&lines, &mut pos);
+    let root = parse_node(&mut lines, &mut pos, 0);
+    skip_blank(&lines, &mut pos);
+    assert_eq!(
+        pos,
+        lines.len(),
+        "unparsed YAML from line {}: {:?}",
+        pos + 1,
+        lines.get(pos).map(|l| &l.text)
+    );
+    root
+}
+
+fn is_blank(line: &Line) -> bool {
+    line.text.is_empty() || line.text.starts_with('#')
+}
+
+fn skip_blank(lines: &[Line], pos: &mut usize) {
+    while *pos < lines.len() && is_blank(&lines[*pos]) {
+        *pos += 1;
+    }
+}
+
+fn is_item(text: &str) -> bool {
+    text == "-" || text.starts_with("- ")
+}
+
+/// `key: rest` or `key:` when the line is a mapping entry.
+fn split_key(text: &str) -> Option<(&str, &str)> {
+    let (key, rest) = match text.split_once(": ") {
+        Some((k, r)) => (k, r),
+        None => (text.strip_suffix(':')?, ""),
+    };
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    plain.then_some((key, rest.trim()))
+}
+
+fn parse_node(lines: &mut [Line], pos: &mut usize, indent: usize) -> Yaml {
+    if is_item(&lines[*pos].text) {
+        parse_seq(lines, pos, indent)
+    } else {
+        parse_map(lines, pos, indent)
+    }
+}
+
+fn parse_seq(lines: &mut [Line], pos: &mut usize, indent: usize) -> Yaml {
+    let mut items = vec![];
+    loop {
+        skip_blank(lines, pos);
+        if *pos >= lines.len() || lines[*pos].indent != indent || !is_item(&lines[*pos].text) {
+            break;
+        }
+        let rest = lines[*pos].text[1..].trim_start().to_string();
+        let inner = indent + 2;
+        if rest.is_empty() {
+            *pos += 1;
+            skip_blank(lines, pos);
+            items.push(parse_node(lines, pos, lines[*pos].indent));
+        } else if split_key(&rest).is_some() && !rest.starts_with(['"', '\'']) {
+            // `- key: value` starts a mapping whose entries continue at the item's column.
+            lines[*pos] = Line {
+                indent: inner,
+                text: rest,
+            };
+            items.push(parse_map(lines, pos, inner));
+        } else {
+            items.push(scalar_or_block(lines, pos, indent, &rest));
+        }
+    }
+    Yaml::Seq(items)
+}
+
+fn parse_map(lines: &mut [Line], pos: &mut usize, indent: usize) -> Yaml {
+    let mut entries = vec![];
+    loop {
+        skip_blank(lines, pos);
+        if *pos >= lines.len() || lines[*pos].indent != indent || is_item(&lines[*pos].text) {
+            break;
+        }
+        let text = lines[*pos].text.clone();
+        let (key, rest) =
+            split_key(&text).unwrap_or_else(|| panic!("not a YAML mapping entry: {text:?}"));
+        let value = if rest.is_empty() || rest.starts_with('#') {
+            *pos += 1;
+            skip_blank(lines, pos);
+            match lines.get(*pos) {
+                Some(next) if next.indent > indent => {
+                    let child = next.indent;
+                    parse_node(lines, pos, child)
+                }
+                Some(next) if next.indent == indent && is_item(&next.text) => {
+                    parse_seq(lines, pos, indent)
+                }
+                _ => Yaml::Scalar(String::new()),
+            }
+        } else {
+            scalar_or_block(lines, pos, indent, rest)
+        };
+        entries.push((key.to_string(), value));
+    }
+    Yaml::Map(entries)
+}
+
+/// A scalar on the current line, or the `|` literal block that follows it.
+fn scalar_or_block(lines: &[Line], pos: &mut usize, indent: usize, value: &str) -> Yaml {
+    *pos += 1;
+    if value != "|" {
+        assert!(
+            !value.starts_with(['|', '>', '{', '&', '*', '!']),
+            "YAML this reader does not handle: {value:?}"
+        );
+        return Yaml::Scalar(plain_scalar(value));
+    }
+    let mut block: Vec<&Line> = vec![];
+    while *pos < lines.len() && (lines[*pos].text.is_empty() || lines[*pos].indent > indent) {
+        block.push(&lines[*pos]);
+        *pos += 1;
+    }
+    while block.last().is_some_and(|l| l.text.is_empty()) {
+        block.pop();
+    }
+    let strip = block
+        .iter()
+        .filter(|l| !l.text.is_empty())
+        .map(|l| l.indent)
+        .min()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for line in block {
+        if !line.text.is_empty() {
+            text.push_str(&" ".repeat(line.indent - strip));
+            text.push_str(&line.text);
+        }
+        text.push('\n');
+    }
+    Yaml::Scalar(text)
+}
+
+fn plain_scalar(value: &str) -> String {
+    if let Some(body) = value.strip_prefix('"') {
+        let end = body.find('"').expect("closing double quote");
+        assert!(!body[..end].contains('\\'), "escapes in {value:?}");
+        return body[..end].to_string();
+    }
+    if let Some(body) = value.strip_prefix('\'') {
+        let end = body.find('\'').expect("closing single quote");
+        return body[..end].to_string();
+    }
+    match value.find(" #") {
+        Some(at) => value[..at].trim_end().to_string(),
+        None => value.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitHub Actions `if:` expressions: the operators, literals, status functions and
+// `steps.<id>.outcome` that step conditions use.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    Failure,
+    Skipped,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum ExprValue {
+    Bool(bool),
+    Str(String),
+}
+
+impl ExprValue {
+    fn truthy(&self) -> bool {
+        match self {
+            ExprValue::Bool(b) => *b,
+            ExprValue::Str(s) => !s.is_empty(),
+        }
+    }
+}
+
+struct ExprContext<'a> {
+    job_failed: bool,
+    outcomes: &'a BTreeMap<String, Outcome>,
+}
+
+/// Whether a step with this `if:` runs. As in GitHub Actions, a condition without a status
+/// function means `success() && (condition)`.
+fn step_runs(condition: Option<&str>, ctx: &ExprContext) -> bool {
+    let Some(condition) = condition else {
+        return !ctx.job_failed;
+    };
+    let condition = condition.trim();
+    let condition = condition
+        .strip_prefix("${{")
+        .and_then(|c| c.strip_suffix("}}"))
+        .unwrap_or(condition);
+    let has_status = ["success()", "failure()", "always()", "cancelled()"]
+        .iter()
+        .any(|f| condition.contains(f));
+    let tokens = tokenize(condition);
+    let mut pos = 0;
+    let value = parse_or(&tokens, &mut pos, ctx);
+    assert_eq!(pos, tokens.len(), "trailing tokens in `{condition}`");
+    value.truthy() && (has_status || !ctx.job_failed)
+}
+
+fn tokenize(expr: &str) -> Vec<String> {
+    let mut tokens = vec![];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '\'' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&c| c == '\'')
+                .expect("closing quote")
+                + i
+                + 1;
+            tokens.push(chars[i..=end].iter().collect());
+            i = end + 1;
+        } else if "()".contains(c) {
+            tokens.push(c.to_string());
+            i += 1;
+        } else if let Some(op) = chars
+            .get(i..i + 2)
+            .map(|pair| pair.iter().collect::<String>())
+            .filter(|pair| ["&&", "||", "==", "!="].contains(&pair.as_str()))
+        {
+            tokens.push(op);
+            i += 2;
+        } else if c == '!' {
+            tokens.push("!".into());
+            i += 1;
+        } else {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._-".contains(chars[i]))
+            {
+                i += 1;
+            }
+            assert!(i > start, "unexpected `{c}` in `{expr}`");
+            tokens.push(chars[start..i].iter().collect());
+        }
+    }
+    tokens
+}
+
+fn parse_or(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
+    let mut value = parse_and(t, pos, ctx);
+    while t.get(*pos).is_some_and(|s| s == "||") {
+        *pos += 1;
+        let right = parse_and(t, pos, ctx);
+        value = if value.truthy() { value } else { right };
+    }
+    value
+}
+
+fn parse_and(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
+    let mut value = parse_unary(t, pos, ctx);
+    while t.get(*pos).is_some_and(|s| s == "&&") {
+        *pos += 1;
+        let right = parse_unary(t, pos, ctx);
+        value = if value.truthy() { right } else { value };
+    }
+    value
+}
+
+fn parse_unary(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
+    if t.get(*pos).is_some_and(|s| s == "!") {
+        *pos += 1;
+        return ExprValue::Bool(!parse_unary(t, pos, ctx).truthy());
+    }
+    let left = parse_primary(t, pos, ctx);
+    match t.get(*pos).map(String::as_str) {
+        Some(op @ ("==" | "!=")) => {
+            let op = op.to_string();
+            *pos += 1;
+            let right = parse_primary(t, pos, ctx);
+            ExprValue::Bool((left == right) == (op == "=="))
+        }
+        _ => left,
+    }
+}
+
+fn parse_primary(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
+    let token = t.get(*pos).expect("an operand").clone();
+    *pos += 1;
+    if token == "(" {
+        let value = parse_or(t, pos, ctx);
+        assert_eq!(t.get(*pos).map(String::as_str), Some(")"), "unbalanced ()");
+        *pos += 1;
+        return value;
+    }
+    if let Some(s) = token.strip_prefix('\'') {
+        return ExprValue::Str(s.trim_end_matches('\'').to_string());
+    }
+    if t.get(*pos).is_some_and(|s| s == "(") {
+        assert_eq!(
+            t.get(*pos + 1).map(String::as_str),
+            Some(")"),
+            "arguments to {token}()"
+        );
+        *pos += 2;
+        return ExprValue::Bool(match token.as_str() {
+            "success" => !ctx.job_failed,
+            "failure" => ctx.job_failed,
+            "always" => true,
+            "cancelled" => false,
+            other => panic!("unknown function {other}() in a step condition"),
+        });
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    match parts.as_slice() {
+        ["steps", id, "outcome"] => ExprValue::Str(
+            ctx.outcomes
+                .get(*id)
+                .map(|o| o.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+        _ => panic!("unknown operand `{token}` in a step condition"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the recipes
+// ---------------------------------------------------------------------------------------------
+
+fn repo_file(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// What the CI runner provides around the recipe: a `curl` that records its arguments and fails
+/// when SMOKE_FAIL=1, optionally setup-terraform's wrapper in front of terraform, tfrollback on
+/// PATH, and a scratch directory for logs and step summaries.
+struct Runner {
+    scratch: tempfile::TempDir,
+    path: String,
+    /// The wrapper directory (TERRAFORM_CLI_PATH), when the wrapper is installed.
+    wrapper: Option<PathBuf>,
+}
+
+/// Stands in for the application's health endpoint: the smoke test's only tool.
+const FAKE_CURL: &str = r#"#!/bin/sh
+printf '%s\n' "$*" >> "$CURL_LOG"
+if [ "${SMOKE_FAIL:-}" = 1 ]; then
+  echo "curl: (22) The requested URL returned error: 503" >&2
+  exit 22
+fi
+echo ok
+"#;
+
+/// Imitates hashicorp/setup-terraform's wrapper (wrapper/terraform.js): the real binary runs
+/// with stdout and stderr passed through; then the wrapper exits 0 when terraform exited 0 or 2,
+/// and otherwise prints an `::error::` workflow command on stdout and exits 1.
+const FAKE_SETUP_TERRAFORM_WRAPPER: &str = r#"#!/bin/sh
+"$TERRAFORM_CLI_PATH/terraform-bin" "$@"
+code=$?
+if [ "$code" = 0 ] || [ "$code" = 2 ]; then
+  exit 0
+fi
+echo "::error::Terraform exited with code $code."
+exit 1
+"#;
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl Runner {
+    fn new(setup_terraform_wrapper: bool) -> Runner {
+        assert!(
+            find_on_path("jq").is_some(),
+            "the CI recipes use jq (preinstalled on GitHub's runners, `apk add jq` in the GitLab \
+             job): install jq to run this test"
+        );
+        let scratch = tempfile::Builder::new()
+            .prefix("tfr-ci-")
+            .tempdir()
+            .unwrap();
+        let bin = scratch.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        write_executable(&bin.join("curl"), FAKE_CURL);
+        let tfrollback = Path::new(env!("CARGO_BIN_EXE_tfrollback"));
+        let mut dirs = vec![bin, tfrollback.parent().unwrap().to_path_buf()];
+        let wrapper = setup_terraform_wrapper.then(|| {
+            let dir = scratch.path().join("setup-terraform");
+            std::fs::create_dir(&dir).unwrap();
+            let terraform = find_on_path("terraform").expect("terraform on PATH");
+            std::os::unix::fs::symlink(terraform, dir.join("terraform-bin")).unwrap();
+            write_executable(&dir.join("terraform"), FAKE_SETUP_TERRAFORM_WRAPPER);
+            dir
+        });
+        dirs.extend(wrapper.clone());
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let path = std::env::join_paths(dirs).unwrap().into_string().unwrap();
+        Runner {
+            scratch,
+            path,
+            wrapper,
+        }
+    }
+
+    fn curl_log(&self) -> PathBuf {
+        self.scratch.path().join("curl.log")
+    }
+
+    fn curl_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.curl_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A shell command in `dir` with the sandbox's AWS/terraform environment and the runner's.
+    fn shell(&self, sb: &Sandbox, dir: &Path, shell: &[&str], script: &Path) -> Command {
+        let mut cmd = sb.command(shell[0]);
+        cmd.args(&shell[1..])
+            .arg(script)
+            .current_dir(dir)
+            .env("PATH", &self.path)
+            .env("CURL_LOG", self.curl_log())
+            .env("CI", "true");
+        if let Some(wrapper) = &self.wrapper {
+            cmd.env("TERRAFORM_CLI_PATH", wrapper);
+        }
+        cmd
+    }
+}
+
+struct Finished {
+    code: i32,
+    output: String,
+}
+
+/// Runs to completion with stdout and stderr merged into one log, as a CI log shows them.
+fn run_logged(mut cmd: Command, what: &str) -> Finished {
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    cmd.stdout(writer.try_clone().unwrap()).stderr(writer);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    drop(cmd);
+    let drain = std::thread::spawn(move || {
+        let mut bytes = vec![];
+        let _ = reader.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {STEP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        code: status.code().unwrap_or(128),
+        output: drain.join().unwrap(),
+    }
+}
+
+/// A release is a commit of new values to `*.auto.tfvars`; terraform reads them by itself.
+fn release(sb: &Sandbox, values: &[(&str, &str)]) {
+    let body: String = values
+        .iter()
+        .map(|(k, v)| format!("{k} = \"{v}\"\n"))
+        .collect();
+    std::fs::write(sb.dir.join("release.auto.tfvars"), body).unwrap();
+}
+
+/// What a CI job starts from: a fresh checkout has no report, var file or local journal.
+fn fresh_checkout(sb: &Sandbox) {
+    for file in ["rollback.md", "tfrollback.tfvars.json"] {
+        let _ = std::fs::remove_file(sb.dir.join(file));
+    }
+    let _ = std::fs::remove_dir_all(sb.dir.join(".tfrollback"));
+}
+
+fn literal_env(map: Option<&Yaml>) -> Vec<(String, String)> {
+    let Some(map) = map else { return vec![] };
+    map.entries()
+        .iter()
+        .filter_map(|(k, v)| {
+            let value = v.str().expect("env values are scalars");
+            // Values from the CI system (`${{ vars.X }}`) are the test's to provide.
+            (!value.contains("${{")).then(|| (k.clone(), value.to_string()))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitHub Actions
+// ---------------------------------------------------------------------------------------------
+
+struct Step {
+    name: String,
+    id: Option<String>,
+    condition: Option<String>,
+    run: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+struct Workflow {
+    job_env: Vec<(String, String)>,
+    steps: Vec<Step>,
+}
+
+/// Steps with a `run:` that this test executes; any other `run:` step must be in SKIPPED_STEPS.
+const EXECUTED_STEPS: &[&str] = &[
+    "Init",
+    "Deploy",
+    "Smoke test",
+    "Mark known-good",
+    "Roll back to the last known-good version",
+];
+/// The runner provides these: tfrollback is already on PATH.
+const SKIPPED_STEPS: &[&str] = &["Install tfrollback"];
+
+impl Workflow {
+    fn load() -> Workflow {
+        let doc = parse_yaml(&repo_file(GITHUB_WORKFLOW));
+        let job = doc.at(&["jobs", "deploy"]);
+        assert_eq!(
+            job.at(&["defaults", "run", "shell"]).str(),
+            Some("bash"),
+            "the steps are tested as bash steps"
+        );
+        assert_eq!(
+            job.at(&["defaults", "run", "working-directory"]).str(),
+            Some(RECIPE_TF_DIR)
+        );
+        let steps: Vec<Step> = job
+            .at(&["steps"])
+            .seq()
+            .iter()
+            .map(|step| {
+                let field = |k: &str| step.get(k).and_then(Yaml::str).map(str::to_string);
+                Step {
+                    name: field("name")
+                        .or_else(|| field("uses"))
+                        .expect("a step has a name or uses"),
+                    id: field("id"),
+                    condition: field("if"),
+                    run: field("run"),
+                    env: literal_env(step.get("env")),
+                }
+            })
+            .collect();
+        for step in steps.iter().filter(|s| s.run.is_some()) {
+            assert!(
+                EXECUTED_STEPS.contains(&step.name.as_str())
+                    || SKIPPED_STEPS.contains(&step.name.as_str()),
+                "a new run step `{}`: decide in ci_recipes.rs whether the test runs it",
+                step.name
+            );
+        }
+        for name in EXECUTED_STEPS {
+            assert!(
+                steps.iter().any(|s| &s.name == name && s.run.is_some()),
+                "the workflow lost its `{name}` step"
+            );
+        }
+        Workflow {
+            job_env: literal_env(job.get("env")),
+            steps,
+        }
+    }
+
+    /// Runs the job's steps in order, as the runner would, and reports what happened.
+    fn run(&self, sb: &Sandbox, runner: &Runner, run_id: &str, extra: &[(&str, &str)]) -> JobRun {
+        fresh_checkout(sb);
+        let mut outcomes = BTreeMap::new();
+        let mut by_name = vec![];
+        let mut job_failed = false;
+        let mut logs = BTreeMap::new();
+        let mut summaries = BTreeMap::new();
+        for (index, step) in self.steps.iter().enumerate() {
+            let ctx = ExprContext {
+                job_failed,
+                outcomes: &outcomes,
+            };
+            let runs = step_runs(step.condition.as_deref(), &ctx);
+            let outcome = match (&step.run, runs) {
+                (_, false) => Outcome::Skipped,
+                (None, true) => Outcome::Success, // `uses:` steps are the runner's business
+                (Some(_), true) if SKIPPED_STEPS.contains(&step.name.as_str()) => Outcome::Success,
+                (Some(script), true) => {
+                    let file = runner
+                        .scratch
+                        .path()
+                        .join(format!("step-{run_id}-{index}.sh"));
+                    std::fs::write(&file, script).unwrap();
+                    let summary = runner
+                        .scratch
+                        .path()
+                        .join(format!("summary-{run_id}-{index}.md"));
+                    std::fs::write(&summary, "").unwrap();
+                    // GitHub runs `shell: bash` steps as `bash --noprofile --norc -eo pipefail {0}`.
+                    let mut cmd = runner.shell(
+                        sb,
+                        &sb.dir,
+                        &["bash", "--noprofile", "--norc", "-eo", "pipefail"],
+                        &file,
+                    );
+                    cmd.envs(self.job_env.iter().map(|(k, v)| (k, v)))
+                        .envs(step.env.iter().map(|(k, v)| (k, v)))
+                        .env("GITHUB_ACTIONS", "true")
+                        .env("GITHUB_ACTOR", "octocat")
+                        .env("GITHUB_REPOSITORY", "acme/infra")
+                        .env("GITHUB_SERVER_URL", "https://github.com")
+                        .env("GITHUB_RUN_ID", run_id)
+                        .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+                        .env("GITHUB_STEP_SUMMARY", &summary)
+                        .envs(extra.iter().copied());
+                    let done = run_logged(cmd, &format!("step `{}`", step.name));
+                    logs.insert(step.name.clone(), done.output);
+                    summaries.insert(
+                        step.name.clone(),
+                        std::fs::read_to_string(&summary).unwrap(),
+                    );
+                    if done.code == 0 {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    }
+                }
+            };
+            if outcome == Outcome::Failure {
+                job_failed = true;
+            }
+            if let Some(id) = &step.id {
+                outcomes.insert(id.clone(), outcome);
+            }
+            by_name.push((step.name.clone(), outcome));
+        }
+        JobRun {
+            outcomes: by_name,
+            failed: job_failed,
+            logs,
+            summaries,
+        }
+    }
+}
+
+struct JobRun {
+    outcomes: Vec<(String, Outcome)>,
+    failed: bool,
+    logs: BTreeMap<String, String>,
+    summaries: BTreeMap<String, String>,
+}
+
+impl JobRun {
+    #[track_caller]
+    fn outcome(&self, step: &str) -> Outcome {
+        self.outcomes
+            .iter()
+            .find(|(name, _)| name == step)
+            .map(|(_, o)| *o)
+            .unwrap_or_else(|| panic!("no step {step}"))
+    }
+
+    /// Outcomes of the executed steps, for assertions that show the whole run when they fail.
+    fn executed(&self) -> Vec<(&str, Outcome)> {
+        EXECUTED_STEPS
+            .iter()
+            .map(|name| (*name, self.outcome(name)))
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        self.logs
+            .iter()
+            .map(|(step, log)| format!("--- {step} ---\n{log}"))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitLab CI
+// ---------------------------------------------------------------------------------------------
+
+struct GitlabJob {
+    variables: Vec<(String, String)>,
+    /// `before_script` then `script`, the way the runner joins them into one shell script.
+    script: String,
+}
+
+impl GitlabJob {
+    fn load() -> GitlabJob {
+        let doc = parse_yaml(&repo_file(GITLAB_CI));
+        let job = doc.at(&["deploy"]);
+        let mut lines = vec![];
+        for part in ["before_script", "script"] {
+            for line in job.at(&[part]).seq() {
+                let line = line.str().expect("script lines are scalars");
+                // The image's packages: the test machine has curl (a stand-in) and jq already.
+                if line.starts_with("apk add ") {
+                    continue;
+                }
+                lines.push(line.trim_end().to_string());
+            }
+        }
+        assert_eq!(doc.at(&["variables", "TF_ROOT"]).str(), Some(RECIPE_TF_DIR));
+        assert_eq!(
+            job.at(&["artifacts", "paths"]).str(),
+            Some("[infra/rollback.md]"),
+            "the job publishes the report it writes"
+        );
+        GitlabJob {
+            variables: literal_env(doc.get("variables")),
+            script: lines.join("\n") + "\n",
+        }
+    }
+
+    /// Runs the job as the runner does with the image's `sh`, from the project directory.
+    fn run(
+        &self,
+        sb: &Sandbox,
+        runner: &Runner,
+        pipeline: &str,
+        extra: &[(&str, &str)],
+    ) -> Finished {
+        fresh_checkout(sb);
+        let file = runner.scratch.path().join(format!("job-{pipeline}.sh"));
+        std::fs::write(&file, &self.script).unwrap();
+        let project = sb.dir.parent().unwrap();
+        let tf_root = sb.dir.file_name().unwrap().to_str().unwrap();
+        // dash is stricter than the image's busybox sh: no bashism gets through.
+        let mut cmd = runner.shell(sb, project, &["sh", "-e"], &file);
+        cmd.envs(self.variables.iter().map(|(k, v)| (k, v)))
+            .env("TF_ROOT", tf_root)
+            .env("GITLAB_CI", "true")
+            .env("CI_PROJECT_DIR", project)
+            .env("CI_PROJECT_PATH", "acme/infra")
+            .env("CI_PIPELINE_ID", pipeline)
+            .env(
+                "CI_JOB_URL",
+                format!("https://gitlab.example.com/acme/infra/-/jobs/{pipeline}"),
+            )
+            .env("CI_COMMIT_SHA", "89abcdef0123456789abcdef0123456789abcdef")
+            .env("CI_COMMIT_SHORT_SHA", "89abcdef")
+            .env("GITLAB_USER_LOGIN", "dev")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null());
+        run_logged(cmd, "the GitLab deploy job")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------------------------
+
+fn version_ids(sb: &Sandbox) -> Vec<String> {
+    sb.s3()
+        .versions(&sb.key)
+        .into_iter()
+        .map(|v| v.version_id)
+        .collect()
+}
+
+fn current_output(sb: &Sandbox, name: &str) -> Value {
+    sb.s3().get_json(&sb.key, None)["outputs"][name]["value"].clone()
+}
+
+/// Version id -> marks, from `tfrollback list --json`.
+fn marks(sb: &Sandbox) -> Vec<(String, Value)> {
+    sb.tfr(&["list", "--json"]).ok().json()["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version_id"].as_str().unwrap().to_string(),
+                v["marks"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn marked_good(sb: &Sandbox) -> Vec<String> {
+    marks(sb)
+        .into_iter()
+        .filter(|(_, m)| m.as_array().unwrap().contains(&json!("good")))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn assert_unlocked(sb: &Sandbox) {
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], Value::Null, "{status:#}");
+    assert_eq!(status["unfinished"], Value::Null, "{status:#}");
+}
+
+const ROLLBACK: &str = "Roll back to the last known-good version";
+
+#[test]
+fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
+    let workflow = Workflow::load();
+    let runner = Runner::new(true);
+    let sb = Sandbox::new("bluegreen");
+
+    // Release 1: v1 on blue. Deployed, smoke-tested, marked known-good.
+    release(&sb, &[("active_slot", "blue"), ("blue_version", "v1")]);
+    let run = workflow.run(&sb, &runner, "101", &[]);
+    use Outcome::*;
+    assert_eq!(
+        run.executed(),
+        [
+            ("Init", Success),
+            ("Deploy", Success),
+            ("Smoke test", Success),
+            ("Mark known-good", Success),
+            (ROLLBACK, Skipped)
+        ],
+        "{}",
+        run.log()
+    );
+    assert!(!run.failed);
+    assert_eq!(run.outcome("Keep the rollback report"), Skipped);
+    let good = version_ids(&sb);
+    assert_eq!(good.len(), 1);
+    assert_eq!(marked_good(&sb), [good[0].clone()]);
+    assert_eq!(
+        runner.curl_calls().last().map(String::as_str),
+        Some(
+            "--fail --silent --show-error --retry 10 --retry-all-errors --max-time 10 \
+             https://blue.app.example.internal/healthz"
+        )
+    );
+    // The mark is a tag on that S3 object version, with a note naming the commit and the run.
+    let tags = version_tags(&sb, &good[0]);
+    assert!(tags.contains_key("tfrollback:mark:good"), "{tags:?}");
+    assert_eq!(
+        tags.get("tfrollback:note:good").map(String::as_str),
+        Some("smoke test passed: acme/infra@0123456789ab run 101")
+    );
+
+    // Release 2 fails while planning (a slot the validation refuses): no state was written, so
+    // the rollback step finds the current version marked good and leaves it alone.
+    release(&sb, &[("active_slot", "purple")]);
+    let run = workflow.run(&sb, &runner, "102", &[]);
+    assert_eq!(
+        run.executed(),
+        [
+            ("Init", Success),
+            ("Deploy", Failure),
+            ("Smoke test", Skipped),
+            ("Mark known-good", Skipped),
+            (ROLLBACK, Success)
+        ],
+        "{}",
+        run.log()
+    );
+    assert!(run.failed);
+    assert!(
+        run.logs["Deploy"].contains("::error::Terraform exited with code 1."),
+        "terraform runs behind the setup-terraform wrapper: {}",
+        run.log()
+    );
+    assert_eq!(version_ids(&sb), good, "nothing was written");
+    assert!(
+        run.summaries[ROLLBACK].contains("nothing to roll back"),
+        "{}",
+        run.log()
+    );
+    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
+    assert!(report.contains("nothing to do"), "{report}");
+    assert_eq!(history_len(&sb), 1, "the no-op is recorded");
+
+    // Release 3: v2 on green, traffic flipped to green; its smoke test fails. The rollback goes
+    // back to release 1, through the setup-terraform wrapper that sits in front of terraform.
+    release(
+        &sb,
+        &[
+            ("active_slot", "green"),
+            ("blue_version", "v1"),
+            ("green_version", "v2"),
+        ],
+    );
+    let run = workflow.run(&sb, &runner, "103", &[("SMOKE_FAIL", "1")]);
+    assert_eq!(
+        run.executed(),
+        [
+            ("Init", Success),
+            ("Deploy", Success),
+            ("Smoke test", Failure),
+            ("Mark known-good", Skipped),
+            (ROLLBACK, Success)
+        ],
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.failed,
+        "the job fails: the release was bad, rolled back or not"
+    );
+    assert_eq!(run.outcome("Keep the rollback report"), Success);
+    assert!(
+        runner
+            .curl_calls()
+            .last()
+            .is_some_and(|c| c.ends_with("https://green.app.example.internal/healthz")),
+        "the smoke test checked the green deploy: {:?}",
+        runner.curl_calls()
+    );
+
+    // S3: the rollback wrote a new version on top, with release 1's slot and versions.
+    let versions = version_ids(&sb);
+    assert_eq!(versions.len(), 3, "release 1, release 3, the rollback");
+    assert_eq!(versions[2], good[0]);
+    assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
+    assert_eq!(current_output(&sb, "green_version"), json!("v1"));
+    let state = sb.s3().get_json(&sb.key, None);
+    let bad = sb.s3().get_json(&sb.key, Some(&versions[1]));
+    assert_eq!(state["lineage"], bad["lineage"]);
+    assert!(state["serial"].as_u64() > bad["serial"].as_u64());
+    assert_eq!(
+        marked_good(&sb),
+        [good[0].clone()],
+        "only release 1 is good"
+    );
+    assert_unlocked(&sb);
+
+    // The report: in rollback.md, and appended to the step summary by tfrollback itself.
+    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
+    assert!(report.contains("| Status | `rolled_back` |"), "{report}");
+    assert!(
+        report.contains(&format!("| Target | `{}`", good[0])),
+        "{report}"
+    );
+    assert!(report.contains("| Verified | yes |"), "{report}");
+    assert!(
+        run.summaries[ROLLBACK].contains(&report),
+        "step summary:\n{}",
+        run.summaries[ROLLBACK]
+    );
+    // The history names the CI run.
+    let record = &sb.tfr(&["history", "--json"]).ok().json()["records"][0];
+    assert_eq!(record["result"], json!("rolled_back"));
+    assert_eq!(record["to"]["version_id"], json!(good[0]));
+    assert_eq!(record["who"]["ci"]["system"], json!("github-actions"));
+    assert_eq!(record["who"]["ci"]["run"], json!("103"));
+    assert_eq!(
+        record["who"]["ci"]["url"],
+        json!("https://github.com/acme/infra/actions/runs/103")
+    );
+}
+
+fn version_tags(sb: &Sandbox, version_id: &str) -> BTreeMap<String, String> {
+    let s3 = sb.s3();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(
+            s3.client
+                .get_object_tagging()
+                .bucket(&s3.bucket)
+                .key(&sb.key)
+                .version_id(version_id)
+                .send(),
+        )
+        .unwrap();
+    out.tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+fn history_len(sb: &Sandbox) -> usize {
+    sb.tfr(&["history", "--json"]).ok().json()["records"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
+    let job = GitlabJob::load();
+    let runner = Runner::new(false);
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::LockFile)
+        .build();
+
+    // Release 1: v1 on blue; the job passes and marks it.
+    release(&sb, &[("active_slot", "blue"), ("blue_version", "v1")]);
+    let run = job.run(&sb, &runner, "201", &[]);
+    assert_eq!(run.code, 0, "{}", run.output);
+    let good = version_ids(&sb);
+    assert_eq!(marked_good(&sb), [good[0].clone()]);
+    assert!(
+        runner
+            .curl_calls()
+            .last()
+            .is_some_and(|c| c.ends_with("https://blue.app.example.internal/healthz")),
+        "{:?}",
+        runner.curl_calls()
+    );
+
+    // Release 2: v2 on green, smoke test fails. With --max-destroy 0 the rollback plan (a flip
+    // replaces three resources) is refused: nothing changes, and rollback.md says so.
+    release(
+        &sb,
+        &[
+            ("active_slot", "green"),
+            ("blue_version", "v1"),
+            ("green_version", "v2"),
+        ],
+    );
+    let run = job.run(
+        &sb,
+        &runner,
+        "202",
+        &[("SMOKE_FAIL", "1"), ("ROLLBACK_MAX_DESTROY", "0")],
+    );
+    assert_eq!(run.code, 1, "{}", run.output);
+    assert!(run.output.contains("--max-destroy"), "{}", run.output);
+    let after_bad = version_ids(&sb);
+    assert_eq!(after_bad.len(), 2, "release 1 and release 2, no rollback");
+    assert_eq!(current_output(&sb, "active_slot"), json!("green"));
+    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
+    assert!(report.starts_with("## tfrollback"), "{report}");
+    assert_unlocked(&sb);
+
+    // Retried with the pipeline's own --max-destroy: the re-apply changes nothing (and writes
+    // no state), the smoke test fails again, and the rollback goes back to release 1.
+    let run = job.run(&sb, &runner, "203", &[("SMOKE_FAIL", "1")]);
+    assert_eq!(
+        run.code, 1,
+        "the job fails after a rollback: {}",
+        run.output
+    );
+    let versions = version_ids(&sb);
+    assert_eq!(versions.len(), 3, "{}", run.output);
+    assert_eq!(versions[1..], after_bad[..]);
+    assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
+    assert_eq!(current_output(&sb, "green_version"), json!("v1"));
+    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
+    assert!(report.contains("| Status | `rolled_back` |"), "{report}");
+    assert!(
+        report.contains(&format!("| Target | `{}`", good[0])),
+        "{report}"
+    );
+    assert!(
+        !sb.s3().exists(&format!("{}.tflock", sb.key)),
+        "the lock file is gone"
+    );
+    assert_unlocked(&sb);
+    let record = &sb.tfr(&["history", "--json"]).ok().json()["records"][0];
+    assert_eq!(record["result"], json!("rolled_back"));
+    assert_eq!(record["who"]["ci"]["system"], json!("gitlab-ci"));
+    assert_eq!(record["who"]["ci"]["run"], json!("203"));
+    assert_eq!(record["who"]["ci"]["actor"], json!("dev"));
+}
+
+#[test]
+fn the_yaml_reader_reads_what_the_recipes_use() {
+    let doc = parse_yaml(
+        "a: 1 # note\nb:\n  - x\n  - k: v\n    l: 'q # not a comment'\nc: |\n  one\n\n    two\nd: \"s\"\n",
+    );
+    assert_eq!(doc.at(&["a"]).str(), Some("1"));
+    let b = doc.at(&["b"]).seq();
+    assert_eq!(b[0].str(), Some("x"));
+    assert_eq!(b[1].at(&["l"]).str(), Some("q # not a comment"));
+    assert_eq!(doc.at(&["c"]).str(), Some("one\n\n  two\n"));
+    assert_eq!(doc.at(&["d"]).str(), Some("s"));
+
+    let mut outcomes = BTreeMap::new();
+    outcomes.insert("deploy".to_string(), Outcome::Success);
+    outcomes.insert("smoke".to_string(), Outcome::Failure);
+    let failed = ExprContext {
+        job_failed: true,
+        outcomes: &outcomes,
+    };
+    let cond =
+        "failure() && (steps.deploy.outcome == 'failure' || steps.smoke.outcome == 'failure')";
+    assert!(step_runs(Some(cond), &failed));
+    assert!(!step_runs(None, &failed));
+    assert!(!step_runs(
+        Some("steps.smoke.outcome == 'failure'"),
+        &failed
+    ));
+    assert!(step_runs(Some("${{ always() }}"), &failed));
+    assert!(step_runs(
+        Some("failure() && steps.rollback.outcome != 'skipped'"),
+        &failed
+    ));
+}
