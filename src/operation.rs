@@ -386,7 +386,9 @@ impl<'a> Operation<'a> {
     }
 }
 
-/// Instances in `current` that `restored` does not track, with their `id` attribute.
+/// Objects in `current` that `restored` does not track: instances at an address the restored
+/// state lacks, and instances whose `id` differs from the one the restored state records there
+/// (the failed apply replaced them: the new object exists, the state points at the old one).
 pub fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
     let (Ok(cur_text), Ok(old_text)) =
         (std::str::from_utf8(current), std::str::from_utf8(restored))
@@ -396,18 +398,67 @@ pub fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
     let (Ok(cur), Ok(old)) = (State::parse(cur_text), State::parse(old_text)) else {
         return vec![];
     };
+    let id = |raw: &serde_json::value::RawValue| {
+        serde_json::from_str::<serde_json::Value>(raw.get())
+            .ok()
+            .and_then(|v| {
+                v.pointer("/attributes/id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_string)
+            })
+    };
     cur.instances
         .iter()
-        .filter(|(address, _)| !old.instances.contains_key(*address))
-        .map(|(address, raw)| Orphan {
-            address: address.clone(),
-            id: serde_json::from_str::<serde_json::Value>(raw.get())
-                .ok()
-                .and_then(|v| {
-                    v.pointer("/attributes/id")
-                        .and_then(|id| id.as_str())
-                        .map(str::to_string)
+        .filter_map(|(address, raw)| {
+            let now = id(raw);
+            let tracked = old.instances.get(address).map(|r| id(r));
+            match tracked {
+                Some(before) if before == now => None,
+                _ => Some(Orphan {
+                    address: address.clone(),
+                    id: now,
                 }),
+            }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(instances: &[(&str, &str)]) -> Vec<u8> {
+        let resources: Vec<serde_json::Value> = instances
+            .iter()
+            .map(|(name, id)| {
+                serde_json::json!({"mode": "managed", "type": "terraform_data", "name": name,
+                    "instances": [{"attributes": {"id": id}}]})
+            })
+            .collect();
+        serde_json::to_vec(
+            &serde_json::json!({"version": 4, "terraform_version": "1.11.4",
+            "serial": 1, "lineage": "l", "outputs": {}, "resources": resources}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn orphans_are_new_addresses_and_replaced_objects() {
+        let snapshot = state(&[("router", "r-old"), ("db", "db-1")]);
+        let failed = state(&[("router", "r-new"), ("db", "db-1"), ("canary", "c-1")]);
+        let found: Vec<(String, Option<String>)> = orphans(&failed, &snapshot)
+            .into_iter()
+            .map(|o| (o.address, o.id))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("terraform_data.canary".to_string(), Some("c-1".to_string())),
+                (
+                    "terraform_data.router".to_string(),
+                    Some("r-new".to_string())
+                ),
+            ]
+        );
+    }
 }

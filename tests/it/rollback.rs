@@ -231,6 +231,21 @@ fn a_failing_apply_restores_the_snapshot_and_terraform_still_works() {
         "the restored state is the snapshot but for its serial"
     );
     assert_eq!(report["new_version_id"], json!(versions[0]));
+    // The failed apply replaced the router: the new object is reported, with its id.
+    let router_now = failed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "router")
+        .unwrap()["instances"][0]["attributes"]["id"]
+        .clone();
+    let orphans = report["orphans"].as_array().unwrap();
+    assert!(
+        orphans
+            .iter()
+            .any(|o| o["address"] == "terraform_data.router" && o["id"] == router_now),
+        "{report:#}"
+    );
     assert_unlocked(&sb);
     assert_digest_matches(&sb);
     // terraform reads the restored state without a checksum error; it sees drift, not errors.
