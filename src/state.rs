@@ -474,12 +474,18 @@ impl<'a> State<'a> {
         for resource in &file.resources {
             let base = resource_address(resource);
             for raw in &resource.instances {
-                let key: InstanceKey =
-                    serde_json::from_str(raw.get()).map_err(|e| StateError::InvalidField {
-                        field: "resources",
-                        detail: e.to_string(),
-                    })?;
-                let address = match key.index_key {
+                // Most instances have no index key: only parse the ones that may.
+                let key = if raw.get().contains("\"index_key\"") {
+                    serde_json::from_str::<InstanceKey>(raw.get())
+                        .map_err(|e| StateError::InvalidField {
+                            field: "resources",
+                            detail: e.to_string(),
+                        })?
+                        .index_key
+                } else {
+                    None
+                };
+                let address = match key {
                     None => base.clone(),
                     Some(Value::String(s)) => format!("{base}[{}]", Value::String(s)),
                     Some(other) => format!("{base}[{other}]"),

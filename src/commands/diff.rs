@@ -24,8 +24,11 @@ pub async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
     };
     let config = Configuration::load(&ctx.settings.workdir)?;
     let (from_text, target_text) = tokio::try_join!(ctx.read_text(&from), ctx.read_text(target))?;
-    let from_state = ctx.parse(&from.version_id, &from_text)?;
-    let target_state = ctx.parse(&target.version_id, &target_text)?;
+    let (from_state, target_state) = ctx.parse_both(
+        (&from.version_id, &from_text),
+        (&target.version_id, &target_text),
+    );
+    let (from_state, target_state) = (from_state?, target_state?);
 
     let options = MappingOptions {
         maps: args.mapping.maps.clone(),

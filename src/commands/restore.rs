@@ -49,8 +49,11 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
     }
     let (current_text, target_text) =
         tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
-    let current_state = ctx.parse(&current.version_id, &current_text)?;
-    let target_state = ctx.parse(&target.version_id, &target_text)?;
+    let (current_state, target_state) = ctx.parse_both(
+        (&current.version_id, &current_text),
+        (&target.version_id, &target_text),
+    );
+    let (current_state, target_state) = (current_state?, target_state?);
     let target_ref = VersionRef {
         version_id: target.version_id.to_string(),
         serial: target_state.serial,

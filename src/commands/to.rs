@@ -523,8 +523,11 @@ async fn preflight(
     }
     let (current_text, target_text) =
         tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
-    let current_state = ctx.parse(&current.version_id, &current_text)?;
-    let target_state = ctx.parse(&target.version_id, &target_text)?;
+    let (current_state, target_state) = ctx.parse_both(
+        (&current.version_id, &current_text),
+        (&target.version_id, &target_text),
+    );
+    let (current_state, target_state) = (current_state?, target_state?);
     if current_state.lineage != target_state.lineage && !args.allow_lineage_change {
         return Err(lineage_error(&target_state.lineage, &current_state.lineage));
     }
