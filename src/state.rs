@@ -432,8 +432,8 @@ struct FileV4<'a> {
     terraform_version: String,
     serial: u64,
     lineage: String,
-    #[serde(default)]
-    outputs: BTreeMap<String, RawOutput>,
+    #[serde(default, borrow)]
+    outputs: Option<&'a RawValue>,
     #[serde(default, borrow)]
     resources: Vec<ResourceV4<'a>>,
 }
@@ -470,6 +470,16 @@ impl<'a> State<'a> {
                 version: file.version,
             });
         }
+        let outputs: BTreeMap<String, RawOutput> = match file.outputs {
+            Some(raw) if raw.get().len() > MAX_OUTPUTS_BYTES => {
+                return Err(StateError::OutputsTooLarge);
+            }
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| StateError::InvalidField {
+                field: "outputs",
+                detail: e.to_string(),
+            })?,
+            None => BTreeMap::new(),
+        };
         let mut instances = BTreeMap::new();
         for resource in &file.resources {
             let base = resource_address(resource);
@@ -497,8 +507,7 @@ impl<'a> State<'a> {
             terraform_version: file.terraform_version,
             serial: file.serial,
             lineage: file.lineage,
-            outputs: file
-                .outputs
+            outputs: outputs
                 .into_iter()
                 .map(|(name, o)| {
                     (

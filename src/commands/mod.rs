@@ -128,12 +128,14 @@ impl Context {
         String::from_utf8(bytes).map_err(|_| self.state_error(&version.version_id, not_utf8()))
     }
 
-    /// Parses a whole state. The streaming scanner checks it first, so every command refuses
-    /// the same broken bodies with the same words (truncated, not JSON, another format
-    /// version, outputs too large, encrypted).
+    /// Parses a whole state. When that fails, the streaming scanner gives the diagnosis, so
+    /// every command refuses the same broken bodies with the same words (truncated, not JSON,
+    /// another format version, outputs too large, encrypted).
     pub fn parse<'a>(&self, version: &VersionId, body: &'a str) -> Result<State<'a>, Error> {
-        crate::state::summarize(body.as_bytes()).map_err(|e| self.state_error(version, e))?;
-        State::parse(body).map_err(|e| self.state_error(version, e))
+        State::parse(body).map_err(|e| {
+            let diagnosis = crate::state::summarize(body.as_bytes()).err().unwrap_or(e);
+            self.state_error(version, diagnosis)
+        })
     }
 
     /// Parses two states at once, one per core: for large states the parse is most of a diff.
