@@ -467,3 +467,39 @@ fn a_bucket_without_versioning_is_an_error_that_says_so() {
         run.stderr
     );
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let bin = env!("CARGO_BIN_EXE_tfrollback");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // No state is needed: these work anywhere.
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("_tfrollback()") && bash.contains("--auto-approve"),
+        "{bash}"
+    );
+    for shell in ["zsh", "fish", "powershell"] {
+        assert!(
+            run(&["completions", shell]).contains("tfrollback"),
+            "{shell}"
+        );
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH tfrollback 1"), "{man}");
+    assert!(
+        man.contains("restore") && man.contains("Exit codes"),
+        "{man}"
+    );
+}
