@@ -72,6 +72,27 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// A journal for an outcome reached before any operation began (nothing was locked or
+    /// written), so reports of such outcomes share the shape of the others.
+    pub fn detached(command: &str) -> Journal {
+        Journal {
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            command: command.to_string(),
+            who: crate::lock::who(),
+            started_at: jiff::Timestamp::now().to_string(),
+            target: VersionRef {
+                version_id: String::new(),
+                serial: 0,
+            },
+            snapshot: None,
+            lock: None,
+            steps: vec![],
+            terraform_pid: None,
+            host: String::new(),
+            finished: true,
+        }
+    }
+
     /// True once the apply step has begun: from then on the state may have changed.
     pub fn apply_started(&self) -> bool {
         self.steps

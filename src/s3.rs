@@ -446,21 +446,11 @@ impl StateStore {
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| S3Error::Service {
-                operation: "PutObjectTagging",
-                target: self.location(),
-                code: "InvalidTag".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.invalid_tag(e))?;
         let tagging = Tagging::builder()
             .set_tag_set(Some(tag_set))
             .build()
-            .map_err(|e| S3Error::Service {
-                operation: "PutObjectTagging",
-                target: self.location(),
-                code: "InvalidTag".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.invalid_tag(e))?;
         self.client
             .put_object_tagging()
             .bucket(&self.bucket)
@@ -473,6 +463,15 @@ impl StateStore {
                 self.version_error(classify(e, "PutObjectTagging", self.location()), version)
             })?;
         Ok(())
+    }
+
+    fn invalid_tag(&self, e: impl std::fmt::Display) -> S3Error {
+        S3Error::Service {
+            operation: "PutObjectTagging",
+            target: self.location(),
+            code: "InvalidTag".into(),
+            message: e.to_string(),
+        }
     }
 
     fn version_error(&self, e: S3Error, version: &VersionId) -> S3Error {

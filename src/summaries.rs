@@ -32,13 +32,18 @@ pub async fn summaries(
         missing.len()
     );
     progress.set_length(missing.len() as u64);
+    // One task per version, so the scanning spreads over every core (a stream of futures
+    // would be polled by one task on one core).
     let fetched: Vec<(VersionId, Cached)> = stream::iter(missing)
-        .map(|id| async move {
-            let entry = summarize(store, &id).await;
-            progress.inc(1);
-            entry.map(|e| (id, e))
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move { summarize(&store, &id).await.map(|entry| (id, entry)) })
         })
         .buffer_unordered(CONCURRENCY)
+        .map(|joined| {
+            progress.inc(1);
+            joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        })
         .try_collect()
         .await?;
     progress.finish_and_clear();

@@ -17,7 +17,7 @@ use crate::marks::MarkStore;
 use crate::output::Printer;
 use crate::render::VersionView;
 use crate::s3::{self, StateStore};
-use crate::selector::{self, Listing};
+use crate::selector::{self, Listing, Selector};
 use crate::selector::{ObjectVersion, VersionId};
 use crate::settings::Settings;
 use crate::state::State;
@@ -305,4 +305,67 @@ pub async fn confirm(question: &str) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// The current version and the one a rollback goes to, with their bodies: what `to` and
+/// `restore` both start from. Nothing has been changed when this returns.
+pub struct Endpoints {
+    pub current: ObjectVersion,
+    pub target: ObjectVersion,
+    pub current_text: String,
+    pub target_text: String,
+}
+
+impl Endpoints {
+    /// Resolves `selector`, refusing a delete marker; `verb` names the action in messages.
+    /// `to last-good` when the current version is itself marked good has nothing to do.
+    pub async fn read(ctx: &Context, selector: &Selector, verb: &str) -> Result<Endpoints, Error> {
+        let location = ctx.location();
+        let listing = ctx.listing(selector.depth()).await?;
+        let current = selector::current(&listing, &location)?;
+        if let Selector::Marked(label) = selector
+            && listing
+                .marks
+                .get(&current.version_id)
+                .is_some_and(|l| l.contains(label))
+        {
+            return Err(Error::NothingToDo {
+                reason: format!(
+                    "the current version {} is itself marked `{label}`: there is nothing to {verb}",
+                    current.version_id
+                ),
+            });
+        }
+        let target = selector.resolve(&listing, &location)?.clone();
+        if target.delete_marker {
+            return Err(Error::DeleteMarker {
+                version: target.version_id.clone(),
+            });
+        }
+        let (current_text, target_text) =
+            tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
+        Ok(Endpoints {
+            current,
+            target,
+            current_text,
+            target_text,
+        })
+    }
+
+    /// Both states, parsed; a target from another lineage is refused unless allowed.
+    pub fn states(
+        &self,
+        ctx: &Context,
+        allow_lineage_change: bool,
+    ) -> Result<(State<'_>, State<'_>), Error> {
+        let (current, target) = ctx.parse_both(
+            (&self.current.version_id, &self.current_text),
+            (&self.target.version_id, &self.target_text),
+        );
+        let (current, target) = (current?, target?);
+        if current.lineage != target.lineage && !allow_lineage_change {
+            return Err(lineage_error(&target.lineage, &current.lineage));
+        }
+        Ok((current, target))
+    }
 }

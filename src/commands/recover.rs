@@ -6,9 +6,9 @@ use crate::cli::RecoverArgs;
 use crate::commands::Context;
 use crate::error::{Error, Exit};
 use crate::history::Audit;
-use crate::journal::{JournalStore, StepStatus, VersionRef};
+use crate::journal::{Journal, JournalStore, StepStatus};
 use crate::operation::Operation;
-use crate::report::{Report, Status, StepView};
+use crate::report::{Report, Status};
 
 pub async fn run(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result<Exit, Error> {
     let journals = JournalStore::new(ctx.store.clone(), &ctx.settings.workdir);
@@ -84,49 +84,27 @@ pub async fn run(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
     op.begin("unlock").await?;
     op.close().await?;
 
-    let report = Report {
-        status: Status::Recovered,
-        operation_id: op.journal.operation_id.clone(),
-        command: format!("recover ({interrupted_command})"),
-        location: ctx.location(),
-        target: Some(op.journal.target.clone()),
-        snapshot: op.journal.snapshot.as_ref().map(|s| VersionRef {
-            version_id: s.version_id.clone(),
-            serial: s.serial,
-        }),
-        new_version_id,
-        var_file: None,
-        plan: None,
-        verified: false,
-        orphans,
-        variables: vec![],
-        steps: op.journal.steps.iter().map(StepView::from).collect(),
-        error: None,
-        next,
-    };
+    let mut report = Report::new(Status::Recovered, &op.journal, ctx.location());
+    report.command = format!("recover ({interrupted_command})");
+    report.new_version_id = new_version_id;
+    report.orphans = orphans;
+    report.next = next;
     audit.report(&report);
     ctx.emit(&report, Report::text)?;
     Ok(Exit::Ok)
 }
 
 fn empty_report(ctx: &Context) -> Report {
-    Report {
-        status: Status::NothingToRecover,
-        operation_id: String::new(),
-        command: "recover".into(),
-        location: ctx.location(),
-        target: None,
-        snapshot: None,
-        new_version_id: None,
-        var_file: None,
-        plan: None,
-        verified: false,
-        orphans: vec![],
-        variables: vec![],
-        steps: vec![],
-        error: None,
-        next: vec!["No unfinished rollback was found; `tfrollback status` shows the lock.".into()],
-    }
+    let mut report = Report::new(
+        Status::NothingToRecover,
+        &Journal::detached("recover"),
+        ctx.location(),
+    );
+    report.target = None;
+    report.operation_id = String::new();
+    report.next =
+        vec!["No unfinished rollback was found; `tfrollback status` shows the lock.".into()];
+    report
 }
 
 /// Whether `pid` is alive and is a terraform or tofu process (not a reused pid).

@@ -7,9 +7,7 @@
 use std::time::Instant;
 
 use crate::cli::RestoreArgs;
-use crate::commands::{
-    Context, absolute, confirm, lineage_error, require_answerable, user_var_files,
-};
+use crate::commands::{Context, Endpoints, absolute, confirm, require_answerable, user_var_files};
 use crate::diff::diff_states;
 use crate::error::{Error, Exit};
 use crate::fsx;
@@ -18,7 +16,6 @@ use crate::journal::{LOCAL_DIR, StepRecord, StepStatus, VersionRef};
 use crate::operation::{self, Operation};
 use crate::render::{DiffView, Endpoint, render_diff};
 use crate::report::{PlanCounts, Report, Status};
-use crate::selector;
 use crate::terraform::{self, Terraform};
 
 pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result<Exit, Error> {
@@ -26,34 +23,9 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
     let started = Instant::now();
     require_answerable(args.run.auto_approve, args.dry_run)?;
     let location = ctx.location();
-    let listing = ctx.listing(args.version.depth()).await?;
-    let current = selector::current(&listing, &location)?;
-    if let selector::Selector::Marked(label) = &args.version
-        && listing
-            .marks
-            .get(&current.version_id)
-            .is_some_and(|l| l.contains(label))
-    {
-        return Err(Error::NothingToDo {
-            reason: format!(
-                "the current version {} is itself marked `{label}`: there is nothing to restore",
-                current.version_id
-            ),
-        });
-    }
-    let target = args.version.resolve(&listing, &location)?.clone();
-    if target.delete_marker {
-        return Err(Error::DeleteMarker {
-            version: target.version_id.clone(),
-        });
-    }
-    let (current_text, target_text) =
-        tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
-    let (current_state, target_state) = ctx.parse_both(
-        (&current.version_id, &current_text),
-        (&target.version_id, &target_text),
-    );
-    let (current_state, target_state) = (current_state?, target_state?);
+    let ends = Endpoints::read(ctx, &args.version, "restore").await?;
+    let (current, target) = (&ends.current, &ends.target);
+    let (current_state, target_state) = ends.states(ctx, args.allow_lineage_change)?;
     let target_ref = VersionRef {
         version_id: target.version_id.to_string(),
         serial: target_state.serial,
@@ -63,9 +35,6 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
         serial: current_state.serial,
     });
     audit.to = Some(target_ref.clone());
-    if current_state.lineage != target_state.lineage && !args.allow_lineage_change {
-        return Err(lineage_error(&target_state.lineage, &current_state.lineage));
-    }
 
     let changes = diff_states(&current_state, &target_state);
     let view = DiffView {
@@ -85,7 +54,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
         skipped_variables: vec![],
         location: location.clone(),
     };
-    if same_content(&current_text, &target_text) {
+    if same_content(&ends.current_text, &ends.target_text) {
         ctx.printer.note(&format!(
             "version {} holds the current content already: nothing to restore",
             target.version_id
@@ -144,8 +113,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
         Some((tf, version))
     };
     let var_args = terraform::var_args(&user_var_files(&args.var_files)?, &args.vars, None);
-    let target_body = target_text.into_bytes();
-    drop(current_text);
+    let target_body = ends.target_text.as_bytes();
 
     let mut op = Operation::new(ctx, format!("restore {}", target.version_id), target_ref);
     audit.operation_id = Some(op.journal.operation_id.clone());
@@ -176,7 +144,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
         ctx,
         args,
         &mut op,
-        &target_body,
+        target_body,
         terraform.as_mut().map(|(tf, _)| tf),
         &var_args,
     )
@@ -315,16 +283,7 @@ fn same_content(a: &str, b: &str) -> bool {
 
 fn empty_journal(target: &VersionRef) -> crate::journal::Journal {
     crate::journal::Journal {
-        operation_id: uuid::Uuid::new_v4().to_string(),
-        command: String::new(),
-        who: crate::lock::who(),
-        started_at: jiff::Timestamp::now().to_string(),
         target: target.clone(),
-        snapshot: None,
-        lock: None,
-        steps: vec![],
-        terraform_pid: None,
-        host: String::new(),
-        finished: true,
+        ..crate::journal::Journal::detached("")
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::cli::ToArgs;
 use crate::commands::{
-    Context, absolute, confirm, lineage_error, require_answerable, user_var_files,
+    Context, Endpoints, absolute, confirm, lineage_error, require_answerable, user_var_files,
 };
 use crate::config::Configuration;
 use crate::error::{Error, Exit};
@@ -20,7 +20,7 @@ use crate::journal::{LOCAL_DIR, StepRecord, StepStatus, VersionRef};
 use crate::mapping::{self, Mapping, MappingOptions, Source};
 use crate::operation::{self, Operation};
 use crate::report::{PlanCounts, Report, Status, StepView, VariableChange};
-use crate::selector::{self, ObjectVersion, Selector};
+use crate::selector::ObjectVersion;
 use crate::state::Output;
 use crate::terraform::{self, ApplyEvent, Terraform};
 
@@ -499,38 +499,9 @@ async fn preflight(
     interrupt: watch::Receiver<bool>,
 ) -> Result<Prepared, Error> {
     require_answerable(args.run.auto_approve, args.dry_run)?;
-    let location = ctx.location();
-    let listing = ctx.listing(args.version.depth()).await?;
-    let current = selector::current(&listing, &location)?;
-    if let Selector::Marked(label) = &args.version
-        && listing
-            .marks
-            .get(&current.version_id)
-            .is_some_and(|l| l.contains(label))
-    {
-        return Err(Error::NothingToDo {
-            reason: format!(
-                "the current version {} is itself marked `{label}`: there is nothing to roll back",
-                current.version_id
-            ),
-        });
-    }
-    let target = args.version.resolve(&listing, &location)?.clone();
-    if target.delete_marker {
-        return Err(Error::DeleteMarker {
-            version: target.version_id.clone(),
-        });
-    }
-    let (current_text, target_text) =
-        tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
-    let (current_state, target_state) = ctx.parse_both(
-        (&current.version_id, &current_text),
-        (&target.version_id, &target_text),
-    );
-    let (current_state, target_state) = (current_state?, target_state?);
-    if current_state.lineage != target_state.lineage && !args.allow_lineage_change {
-        return Err(lineage_error(&target_state.lineage, &current_state.lineage));
-    }
+    let ends = Endpoints::read(ctx, &args.version, "roll back").await?;
+    let (current, target) = (ends.current.clone(), ends.target.clone());
+    let (current_state, target_state) = ends.states(ctx, args.allow_lineage_change)?;
 
     let config = Configuration::load(&ctx.settings.workdir)?;
     let options = MappingOptions {
