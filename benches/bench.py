@@ -940,7 +940,7 @@ def markdown(meta, facts, figs, tgts, phases):
     if quick:
         out += ["**Quick mode (`scripts/bench --quick`): fewer versions and runs, for iteration only; "
                 "these are not the benchmark's figures.**", ""]
-    out += ["## How to run", "", "```", "scripts/bench            # the full benchmark (~6 minutes on 2 cores, plus the build)",
+    out += ["## How to run", "", "```", "scripts/bench            # the full benchmark (~7 minutes on 2 cores, plus the build)",
             "scripts/bench --quick    # fewer versions and runs, for iteration (written under target/bench/quick/)",
             "```", "",
             "Options: `--runs N` timed runs per figure (default 7, B1 5; quick 3); `--keep` keeps the temporary "
