@@ -23,6 +23,7 @@ use crate::settings::Settings;
 use crate::state::State;
 use crate::state::StateSummary;
 use crate::summaries::summaries;
+use crate::terraform::Terraform;
 
 pub mod diff;
 pub mod history;
@@ -368,4 +369,36 @@ impl Endpoints {
         }
         Ok((current, target))
     }
+}
+
+/// The terraform binary a state-changing command runs, checked before anything changes: it
+/// must be able to read a state that `target_terraform` wrote, and the working directory is
+/// initialized if it is not yet. Returns the binary and its version.
+pub async fn prepare_terraform(
+    ctx: &Context,
+    flag: Option<&Path>,
+    interrupt: tokio::sync::watch::Receiver<bool>,
+    target: &VersionId,
+    target_terraform: &str,
+) -> Result<(Terraform, String), Error> {
+    let mut terraform = Terraform::locate(flag, None, &ctx.settings.workdir, interrupt)?;
+    let version = terraform.version().await?;
+    if crate::terraform::is_newer(target_terraform, &version) {
+        return Err(Error::Refused {
+            reason: format!(
+                "version {target} was written by terraform {target_terraform}, newer than the local {} {version}",
+                terraform.name()
+            ),
+            hint: format!(
+                "install terraform {target_terraform} or newer (or point --terraform-bin at it)"
+            ),
+            usage: false,
+        });
+    }
+    if !terraform.is_initialized() {
+        ctx.printer
+            .note("preflight  the working directory is not initialized: running terraform init");
+        terraform.init().await?;
+    }
+    Ok((terraform, version))
 }

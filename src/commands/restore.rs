@@ -7,7 +7,9 @@
 use std::time::Instant;
 
 use crate::cli::RestoreArgs;
-use crate::commands::{Context, Endpoints, absolute, confirm, require_answerable, user_var_files};
+use crate::commands::{
+    Context, Endpoints, absolute, confirm, prepare_terraform, require_answerable, user_var_files,
+};
 use crate::diff::diff_states;
 use crate::error::{Error, Exit};
 use crate::fsx;
@@ -84,33 +86,16 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
     let mut terraform = if args.no_plan {
         None
     } else {
-        let mut tf = Terraform::locate(
-            args.run.terraform_bin.as_deref(),
-            None,
-            &ctx.settings.workdir,
-            interrupt,
-        )?;
-        let version = tf.version().await?;
-        if terraform::is_newer(&target_state.terraform_version, &version) {
-            return Err(Error::Refused {
-                reason: format!(
-                    "version {} was written by terraform {}, newer than the local {} {}: terraform could not read the restored state",
-                    target.version_id,
-                    target_state.terraform_version,
-                    tf.name(),
-                    version
-                ),
-                hint: format!(
-                    "install terraform {} or newer",
-                    target_state.terraform_version
-                ),
-                usage: false,
-            });
-        }
-        if !tf.is_initialized() {
-            tf.init().await?;
-        }
-        Some((tf, version))
+        Some(
+            prepare_terraform(
+                ctx,
+                args.run.terraform_bin.as_deref(),
+                interrupt,
+                &target.version_id,
+                &target_state.terraform_version,
+            )
+            .await?,
+        )
     };
     let var_args = terraform::var_args(&user_var_files(&args.var_files)?, &args.vars, None);
     let target_body = ends.target_text.as_bytes();

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use crate::cli::ToArgs;
 use crate::commands::{
-    Context, Endpoints, absolute, confirm, lineage_error, require_answerable, user_var_files,
+    Context, Endpoints, absolute, confirm, lineage_error, prepare_terraform, require_answerable,
+    user_var_files,
 };
 use crate::config::Configuration;
 use crate::error::{Error, Exit};
@@ -541,34 +542,14 @@ async fn preflight(
         });
     }
 
-    let mut terraform = Terraform::locate(
+    let (terraform, terraform_version) = prepare_terraform(
+        ctx,
         args.run.terraform_bin.as_deref(),
-        None,
-        &ctx.settings.workdir,
         interrupt,
-    )?;
-    let terraform_version = terraform.version().await?;
-    if terraform::is_newer(&target_state.terraform_version, &terraform_version) {
-        return Err(Error::Refused {
-            reason: format!(
-                "version {} was written by terraform {}, newer than the local {} {}",
-                target.version_id,
-                target_state.terraform_version,
-                terraform.name(),
-                terraform_version
-            ),
-            hint: format!(
-                "install terraform {} or newer (or point --terraform-bin at it)",
-                target_state.terraform_version
-            ),
-            usage: false,
-        });
-    }
-    if !terraform.is_initialized() {
-        ctx.printer
-            .note("preflight  the working directory is not initialized: running terraform init");
-        terraform.init().await?;
-    }
+        &target.version_id,
+        &target_state.terraform_version,
+    )
+    .await?;
 
     let absolute_files = user_var_files(&args.var_files)?;
     let var_file = absolute(
