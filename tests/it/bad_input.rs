@@ -13,26 +13,9 @@ fn deployed() -> Sandbox {
     sb
 }
 
-fn version_ids(sb: &Sandbox) -> Vec<String> {
-    sb.s3()
-        .versions(&sb.key)
-        .into_iter()
-        .map(|v| v.version_id)
-        .collect()
-}
-
-/// Stores `body` as the version before the current one (the current bytes go back on top,
-/// so the digest terraform checks still matches).
-fn plant_previous(sb: &Sandbox, body: &[u8]) -> String {
-    let current = sb.s3().get(&sb.key, None);
-    let planted = sb.s3().put(&sb.key, body);
-    sb.s3().put(&sb.key, &current);
-    planted
-}
-
 /// Every command refuses VERSION with `expected` in its message, and nothing changes.
 fn refused_everywhere(sb: &Sandbox, expected: &str) {
-    let before = version_ids(sb);
+    let before = sb.version_ids();
     for args in [
         vec!["show", "previous"],
         vec!["diff", "previous"],
@@ -44,7 +27,7 @@ fn refused_everywhere(sb: &Sandbox, expected: &str) {
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("hint:"), "{args:?}: {}", run.stderr);
     }
-    assert_eq!(version_ids(sb), before, "nothing was written");
+    assert_eq!(sb.version_ids(), before, "nothing was written");
     assert_eq!(
         sb.tfr(&["status", "--json"]).ok().json()["lock"],
         Value::Null
@@ -78,7 +61,7 @@ fn broken_state_bodies_are_refused_and_listed_as_unreadable() {
     ];
     for (body, expected) in cases {
         let sb = deployed();
-        let planted = plant_previous(&sb, &body);
+        let planted = sb.plant_previous(&body);
         refused_everywhere(&sb, expected);
         let list = sb.tfr(&["list", "--json"]).ok().json();
         let row = list["versions"]
@@ -97,10 +80,10 @@ fn broken_state_bodies_are_refused_and_listed_as_unreadable() {
 #[test]
 fn a_slot_value_outside_the_validation_list_is_refused() {
     let sb = deployed();
-    let mut purple = sb.s3().get_json(&sb.key, Some(&version_ids(&sb)[1]));
+    let mut purple = sb.s3().get_json(&sb.key, Some(&sb.version_ids()[1]));
     purple["outputs"]["active_slot"]["value"] = json!("purple");
-    plant_previous(&sb, &serde_json::to_vec_pretty(&purple).unwrap());
-    let before = version_ids(&sb);
+    sb.plant_previous(&serde_json::to_vec_pretty(&purple).unwrap());
+    let before = sb.version_ids();
     let run = sb
         .tfr(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
         .code(1);
@@ -109,13 +92,13 @@ fn a_slot_value_outside_the_validation_list_is_refused() {
         "{}",
         run.stderr
     );
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
 }
 
 #[test]
 fn hostile_version_ids_never_reach_a_shell_or_a_path() {
     let sb = deployed();
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     for id in [
         "a;touch pwned",
         "../../etc/passwd",
@@ -127,7 +110,7 @@ fn hostile_version_ids_never_reach_a_shell_or_a_path() {
         assert!(run.stderr.contains("is not a version"), "{}", run.stderr);
     }
     assert!(!sb.dir.join("pwned").exists());
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
 }
 
 #[test]
@@ -168,7 +151,7 @@ fn missing_buckets_keys_and_credentials_say_what_to_do() {
 #[test]
 fn access_denied_names_the_permission_and_changes_nothing() {
     let sb = deployed();
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let key = sb.key.clone();
     let cases: Vec<(&str, Rule, &str)> = vec![
         (
@@ -209,7 +192,7 @@ fn access_denied_names_the_permission_and_changes_nothing() {
         assert_eq!(run.code, 1, "{what}: {}", run.stderr);
         assert!(run.stderr.contains(permission), "{what}: {}", run.stderr);
         assert!(proxy.hits("deny") > 0, "{what}: the fault was injected");
-        assert_eq!(version_ids(&sb), before, "{what}: nothing written");
+        assert_eq!(sb.version_ids(), before, "{what}: nothing written");
         let status = sb.tfr(&["status", "--json"]).ok().json();
         assert_eq!(status["lock"], Value::Null, "{what}: {status:#}");
         assert_eq!(status["unfinished"], Value::Null, "{what}: {status:#}");
@@ -219,7 +202,7 @@ fn access_denied_names_the_permission_and_changes_nothing() {
 #[test]
 fn malformed_configuration_files_are_named() {
     let sb = deployed();
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     std::fs::write(sb.dir.join("tfrollback.hcl"), "map = {\n").unwrap();
     let run = sb.tfr(&["diff", "previous"]).code(1);
     assert!(
@@ -261,5 +244,5 @@ fn malformed_configuration_files_are_named() {
         .tfr(&["to", "previous", "--lock-timeout", "soon"])
         .code(2);
     assert!(run.stderr.contains("is not a duration"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
 }

@@ -877,14 +877,6 @@ impl GitlabJob {
 // Checks
 // ---------------------------------------------------------------------------------------------
 
-fn version_ids(sb: &Sandbox) -> Vec<String> {
-    sb.s3()
-        .versions(&sb.key)
-        .into_iter()
-        .map(|v| v.version_id)
-        .collect()
-}
-
 fn current_output(sb: &Sandbox, name: &str) -> Value {
     sb.s3().get_json(&sb.key, None)["outputs"][name]["value"].clone()
 }
@@ -944,7 +936,7 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     );
     assert!(!run.failed);
     assert_eq!(run.outcome("Keep the rollback report"), Skipped);
-    let good = version_ids(&sb);
+    let good = sb.version_ids();
     assert_eq!(good.len(), 1);
     assert_eq!(marked_good(&sb), [good[0].clone()]);
     assert_eq!(
@@ -955,7 +947,7 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
         )
     );
     // The mark is a tag on that S3 object version, with a note naming the commit and the run.
-    let tags = version_tags(&sb, &good[0]);
+    let tags = sb.s3().tags(&sb.key, &good[0]);
     assert!(tags.contains_key("tfrollback:mark:good"), "{tags:?}");
     assert_eq!(
         tags.get("tfrollback:note:good").map(String::as_str),
@@ -984,7 +976,7 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
         "terraform runs behind the setup-terraform wrapper: {}",
         run.log()
     );
-    assert_eq!(version_ids(&sb), good, "nothing was written");
+    assert_eq!(sb.version_ids(), good, "nothing was written");
     assert!(
         run.summaries[ROLLBACK].contains("nothing to roll back"),
         "{}",
@@ -1032,7 +1024,7 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     );
 
     // S3: the rollback wrote a new version on top, with release 1's slot and versions.
-    let versions = version_ids(&sb);
+    let versions = sb.version_ids();
     assert_eq!(versions.len(), 3, "release 1, release 3, the rollback");
     assert_eq!(versions[2], good[0]);
     assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
@@ -1073,28 +1065,6 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     );
 }
 
-fn version_tags(sb: &Sandbox, version_id: &str) -> BTreeMap<String, String> {
-    let s3 = sb.s3();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let out = rt
-        .block_on(
-            s3.client
-                .get_object_tagging()
-                .bucket(&s3.bucket)
-                .key(&sb.key)
-                .version_id(version_id)
-                .send(),
-        )
-        .unwrap();
-    out.tag_set()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect()
-}
-
 fn history_len(sb: &Sandbox) -> usize {
     sb.tfr(&["history", "--json"]).ok().json()["records"]
         .as_array()
@@ -1114,7 +1084,7 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     release(&sb, &[("active_slot", "blue"), ("blue_version", "v1")]);
     let run = job.run(&sb, &runner, "201", &[]);
     assert_eq!(run.code, 0, "{}", run.output);
-    let good = version_ids(&sb);
+    let good = sb.version_ids();
     assert_eq!(marked_good(&sb), [good[0].clone()]);
     assert!(
         runner
@@ -1143,7 +1113,7 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     );
     assert_eq!(run.code, 1, "{}", run.output);
     assert!(run.output.contains("--max-destroy"), "{}", run.output);
-    let after_bad = version_ids(&sb);
+    let after_bad = sb.version_ids();
     assert_eq!(after_bad.len(), 2, "release 1 and release 2, no rollback");
     assert_eq!(current_output(&sb, "active_slot"), json!("green"));
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
@@ -1158,7 +1128,7 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
         "the job fails after a rollback: {}",
         run.output
     );
-    let versions = version_ids(&sb);
+    let versions = sb.version_ids();
     assert_eq!(versions.len(), 3, "{}", run.output);
     assert_eq!(versions[1..], after_bad[..]);
     assert_eq!(current_output(&sb, "active_slot"), json!("blue"));

@@ -21,14 +21,6 @@ fn deployed(lock: LockStyle) -> Sandbox {
     sb
 }
 
-fn version_ids(sb: &Sandbox) -> Vec<String> {
-    sb.s3()
-        .versions(&sb.key)
-        .into_iter()
-        .map(|v| v.version_id)
-        .collect()
-}
-
 fn slot(sb: &Sandbox) -> Value {
     sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
 }
@@ -93,7 +85,7 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
             "the lock is held, but not by the recorded operation: {status:#}"
         );
     }
-    let now = version_ids(sb);
+    let now = sb.version_ids();
     for id in before {
         assert!(now.contains(id), "version {id} was lost");
     }
@@ -121,7 +113,7 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
 fn a_kill_at_any_step_of_to_is_recoverable() {
     for step in ["snapshot", "tfvars", "plan", "confirm", "apply", "verify"] {
         let sb = deployed(LockStyle::DynamoDb);
-        let before = version_ids(&sb);
+        let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
         let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", &failpoint)]);
         let j = wait_for_journal(&sb, step, |j| last_step(j) == step);
@@ -138,7 +130,7 @@ fn a_kill_at_any_step_of_to_is_recoverable() {
 #[test]
 fn a_kill_during_the_apply_is_recoverable() {
     let sb = deployed(LockStyle::Both);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let mut args = ROLLBACK.to_vec();
     args.extend(["--var", "slow_seconds=30"]);
     let mut child = spawn(&sb, &args, &[]);
@@ -154,7 +146,7 @@ fn a_kill_during_the_apply_is_recoverable() {
 fn a_kill_at_any_step_of_restore_is_recoverable() {
     for step in ["snapshot", "confirm", "restore", "plan"] {
         let sb = deployed(LockStyle::DynamoDb);
-        let before = version_ids(&sb);
+        let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
         let mut child = spawn(
             &sb,
@@ -182,7 +174,7 @@ fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
     use nix::unistd::Pid;
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         let sb = deployed(LockStyle::DynamoDb);
-        let before = version_ids(&sb);
+        let before = sb.version_ids();
         let mut args = ROLLBACK.to_vec();
         args.extend(["--var", "slow_seconds=30", "--json"]);
         let mut cmd = sb.tfr_command(&args);
@@ -207,7 +199,7 @@ fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
         assert_eq!(report["status"], json!("restored"));
         assert_eq!(slot(&sb), json!("green"), "the snapshot is back");
         for id in &before {
-            assert!(version_ids(&sb).contains(id));
+            assert!(sb.version_ids().contains(id));
         }
         let status = sb.tfr(&["status", "--json"]).ok().json();
         assert_eq!(
@@ -305,7 +297,7 @@ fn a_connection_cut_mid_body_is_read_again() {
 #[test]
 fn an_answer_slower_than_the_timeout_fails_cleanly() {
     let sb = deployed(LockStyle::DynamoDb);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(Rule::new(
         "slow",
@@ -321,7 +313,7 @@ fn an_answer_slower_than_the_timeout_fails_cleanly() {
         run.stderr
     );
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert!(journal(&sb).is_none());
     assert_eq!(
         sb.tfr(&["status", "--json"]).ok().json()["lock"],
@@ -354,7 +346,7 @@ fn a_write_between_snapshot_and_restore_is_never_overwritten() {
     assert!(stderr.contains("changed since it was read"), "{stderr}");
     assert!(stderr.contains("nothing was overwritten"), "{stderr}");
     assert_eq!(
-        version_ids(&sb)[0],
+        sb.version_ids()[0],
         theirs,
         "their write is still the current version"
     );
@@ -367,7 +359,7 @@ fn a_write_between_snapshot_and_restore_is_never_overwritten() {
 #[test]
 fn dynamodb_down_fails_before_anything_changes() {
     let sb = deployed(LockStyle::DynamoDb);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(Rule::new(
         "ddb-down",
@@ -377,7 +369,7 @@ fn dynamodb_down_fails_before_anything_changes() {
     let run = tfr_via(&sb, &proxy, ROLLBACK, &[]).code(1);
     assert!(run.stderr.contains("DynamoDB"), "{}", run.stderr);
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert!(journal(&sb).is_none());
     assert!(
         !sb.dir.join(".tfrollback/snapshots").exists()
@@ -394,14 +386,14 @@ fn dynamodb_down_fails_before_anything_changes() {
         )
         .code(1);
     assert!(run.stderr.contains("DynamoDB"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert_eq!(slot(&sb), json!("green"));
 }
 
 #[test]
 fn a_full_disk_stops_the_rollback_before_any_change() {
     let sb = deployed(LockStyle::DynamoDb);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let local = sb.dir.join(".tfrollback");
     std::fs::create_dir_all(&local).unwrap();
     // A private mount namespace with an 8 KiB tmpfs over .tfrollback: the journal fits, the
@@ -424,7 +416,7 @@ fn a_full_disk_stops_the_rollback_before_any_change() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(stderr.contains("nothing was changed"), "{stderr}");
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert_eq!(slot(&sb), json!("green"));
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null, "the lock was released");

@@ -510,6 +510,29 @@ impl Sandbox {
     }
 
     /// Direct S3 access to the sandbox bucket, for setup and assertions.
+    /// The version ids of the state key, newest first.
+    pub fn version_ids(&self) -> Vec<String> {
+        self.s3()
+            .versions(&self.key)
+            .into_iter()
+            .map(|v| v.version_id)
+            .collect()
+    }
+
+    /// The current state as JSON.
+    pub fn current_state(&self) -> serde_json::Value {
+        self.s3().get_json(&self.key, None)
+    }
+
+    /// Stores `body` as the version just before the current one: the current bytes go back
+    /// on top, so the digest terraform checks still matches. Returns the planted version id.
+    pub fn plant_previous(&self, body: &[u8]) -> String {
+        let current = self.s3().get(&self.key, None);
+        let planted = self.s3().put(&self.key, body);
+        self.s3().put(&self.key, &current);
+        planted
+    }
+
     pub fn s3(&self) -> S3 {
         S3::new(&self.endpoint, &self.bucket)
     }
@@ -891,6 +914,66 @@ impl S3 {
     }
 
     /// Whether `key` currently exists (false when its latest version is a delete marker).
+    /// The tags of one version of `key`.
+    pub fn tags(&self, key: &str, version_id: &str) -> std::collections::BTreeMap<String, String> {
+        block_on(&self.rt, async {
+            let out = self
+                .client
+                .get_object_tagging()
+                .bucket(&self.bucket)
+                .key(key)
+                .version_id(version_id)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GetObjectTagging {key}: {}", sdk_error(&e)));
+            out.tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+    }
+
+    /// Every version (and delete marker) of every key under `prefix`, as (key, version id).
+    pub fn versions_under(&self, prefix: &str) -> Vec<(String, String)> {
+        block_on(&self.rt, async {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("ListObjectVersions {prefix}: {}", sdk_error(&e)));
+            out.versions()
+                .iter()
+                .map(|v| {
+                    (
+                        v.key().unwrap_or_default().to_string(),
+                        v.version_id().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// The current keys under `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        block_on(&self.rt, async {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("ListObjectsV2 {prefix}: {}", sdk_error(&e)));
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    }
+
     pub fn exists(&self, key: &str) -> bool {
         block_on(&self.rt, async {
             match self

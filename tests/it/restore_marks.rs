@@ -6,18 +6,6 @@ use serde_json::{Value, json};
 
 use crate::lab::{LockStyle, Sandbox};
 
-fn current_state(sb: &Sandbox) -> Value {
-    sb.s3().get_json(&sb.key, None)
-}
-
-fn version_ids(sb: &Sandbox) -> Vec<String> {
-    sb.s3()
-        .versions(&sb.key)
-        .into_iter()
-        .map(|v| v.version_id)
-        .collect()
-}
-
 fn addresses(state: &Value) -> Vec<String> {
     state["resources"]
         .as_array()
@@ -59,9 +47,9 @@ fn restore_undoes_a_bad_state_rm_without_an_apply() {
     sb.apply(&[("active_slot", "blue")]);
     sb.terraform(&["state", "rm", "terraform_data.database"])
         .ok();
-    let damaged = current_state(&sb);
+    let damaged = sb.current_state();
     assert!(!addresses(&damaged).contains(&"terraform_data.database".to_string()));
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
 
     // A dry run shows the state diff and writes nothing.
     let dry = sb.tfr(&["restore", "previous", "--dry-run"]).ok();
@@ -70,7 +58,7 @@ fn restore_undoes_a_bad_state_rm_without_an_apply() {
         "{}",
         dry.stderr
     );
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
 
     let report = sb
         .tfr(&["restore", "previous", "--auto-approve", "--json"])
@@ -82,17 +70,17 @@ fn restore_undoes_a_bad_state_rm_without_an_apply() {
         json!({"add": 0, "change": 0, "destroy": 0}),
         "the follow-up plan shows no changes"
     );
-    let restored = current_state(&sb);
+    let restored = sb.current_state();
     assert!(addresses(&restored).contains(&"terraform_data.database".to_string()));
     assert_eq!(
         restored["serial"].as_u64().unwrap(),
         damaged["serial"].as_u64().unwrap() + 1
     );
     assert_eq!(restored["lineage"], damaged["lineage"]);
-    assert_eq!(report["new_version_id"], json!(version_ids(&sb)[0]));
+    assert_eq!(report["new_version_id"], json!(sb.version_ids()[0]));
     assert!(digest_matches(&sb));
     for id in &before {
-        assert!(version_ids(&sb).contains(id), "version {id} was lost");
+        assert!(sb.version_ids().contains(id), "version {id} was lost");
     }
     // terraform agrees, and the lock is free.
     assert_eq!(
@@ -118,7 +106,7 @@ fn restore_undoes_a_bad_state_rm_without_an_apply() {
         "{}",
         again.stderr
     );
-    assert_eq!(version_ids(&sb).len(), before.len() + 1);
+    assert_eq!(sb.version_ids().len(), before.len() + 1);
 }
 
 #[test]
@@ -126,7 +114,7 @@ fn every_rollback_leaves_a_history_record() {
     let sb = Sandbox::new("bluegreen");
     sb.apply(&[("active_slot", "blue")]);
     sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
-    let target = version_ids(&sb)[1].clone();
+    let target = sb.version_ids()[1].clone();
 
     sb.tfr(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
         .ok();
@@ -175,21 +163,7 @@ fn every_rollback_leaves_a_history_record() {
         "{shown}"
     );
     let prefix = format!("{}.tfrollback/history/", sb.key);
-    let s3 = sb.s3();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let listed = rt
-        .block_on(
-            s3.client
-                .list_objects_v2()
-                .bucket(&s3.bucket)
-                .prefix(&prefix)
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(listed.contents().len(), 3);
+    assert_eq!(sb.s3().keys(&prefix).len(), 3);
     // CI identity is recorded when present.
     sb.tfr_with(
         &["to", "current", "--dry-run"],
@@ -258,7 +232,7 @@ fn a_recover_after_a_kill_is_recorded_too() {
             .starts_with("recover (to ")
     );
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("green")
     );
 }
@@ -269,31 +243,13 @@ fn marks_are_set_listed_removed_and_pick_last_good() {
     sb.apply(&[("active_slot", "blue"), ("blue_version", "v1")]);
     sb.tfr(&["mark", "current", "--note", "smoke test #41 passed"])
         .ok();
-    let good = version_ids(&sb)[0].clone();
+    let good = sb.version_ids()[0].clone();
     sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
     sb.apply(&[("active_slot", "green"), ("green_version", "v3")]);
 
     // The mark is a tag on that S3 object version.
-    let s3 = sb.s3();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let tags = rt
-        .block_on(
-            s3.client
-                .get_object_tagging()
-                .bucket(&s3.bucket)
-                .key(&sb.key)
-                .version_id(&good)
-                .send(),
-        )
-        .unwrap();
-    let keys: Vec<_> = tags.tag_set().iter().map(|t| t.key().to_string()).collect();
-    assert!(
-        keys.contains(&"tfrollback:mark:good".to_string()),
-        "{keys:?}"
-    );
+    let tags = sb.s3().tags(&sb.key, &good);
+    assert!(tags.contains_key("tfrollback:mark:good"), "{tags:?}");
 
     let list = sb.tfr(&["list", "--json"]).ok().json();
     let marked: Vec<_> = list["versions"]
@@ -320,14 +276,14 @@ fn marks_are_set_listed_removed_and_pick_last_good() {
         .json();
     assert_eq!(report["target"]["version_id"], json!(good));
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("blue")
     );
 
     // A label of one's own; unmark removes tag and listing entry.
     sb.tfr(&["mark", "previous", "--label", "release-3"]).ok();
     let d = sb.tfr(&["diff", "last:release-3", "--json"]).ok().json();
-    assert_eq!(d["to"]["version_id"], json!(version_ids(&sb)[1]));
+    assert_eq!(d["to"]["version_id"], json!(sb.version_ids()[1]));
     sb.tfr(&["unmark", &good]).ok();
     let list = sb.tfr(&["list", "--json"]).ok().json();
     assert!(
@@ -337,17 +293,7 @@ fn marks_are_set_listed_removed_and_pick_last_good() {
             .iter()
             .all(|v| v["marks"] != json!(["good"]))
     );
-    let tags = rt
-        .block_on(
-            s3.client
-                .get_object_tagging()
-                .bucket(&s3.bucket)
-                .key(&sb.key)
-                .version_id(&good)
-                .send(),
-        )
-        .unwrap();
-    assert!(tags.tag_set().is_empty());
+    assert!(sb.s3().tags(&sb.key, &good).is_empty());
     let none = sb.tfr(&["to", "last-good", "--dry-run"]).code(1);
     assert!(none.stderr.contains("tfrollback mark"), "{}", none.stderr);
     let unchanged = sb.tfr(&["unmark", &good, "--json"]).ok().json();
@@ -362,7 +308,7 @@ fn intermediate_snapshots_of_a_slow_apply_are_flagged_and_skipped() {
     sb.apply(&[("active_slot", "blue")]);
     // Longer than terraform's 20 s persist interval: it writes an intermediate snapshot too.
     sb.apply(&[("active_slot", "green"), ("slow_seconds", "22")]);
-    let ids = version_ids(&sb);
+    let ids = sb.version_ids();
     assert_eq!(
         ids.len(),
         3,

@@ -27,18 +27,6 @@ const ROLLBACK: &[&str] = &[
     "--json",
 ];
 
-fn current_state(sb: &Sandbox) -> Value {
-    sb.s3().get_json(&sb.key, None)
-}
-
-fn version_ids(sb: &Sandbox) -> Vec<String> {
-    sb.s3()
-        .versions(&sb.key)
-        .into_iter()
-        .map(|v| v.version_id)
-        .collect()
-}
-
 /// No lock is left: neither a lock file nor a DynamoDB lock item.
 fn assert_unlocked(sb: &Sandbox) {
     assert!(
@@ -90,9 +78,9 @@ fn plain_plan(sb: &Sandbox, vars: &[(&str, &str)]) -> i32 {
 #[test]
 fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
     let sb = deployed(LockStyle::DynamoDb);
-    let before = version_ids(&sb);
-    let lineage = current_state(&sb)["lineage"].clone();
-    let serial = current_state(&sb)["serial"].as_u64().unwrap();
+    let before = sb.version_ids();
+    let lineage = sb.current_state()["lineage"].clone();
+    let serial = sb.current_state()["serial"].as_u64().unwrap();
 
     let report = sb.tfr(ROLLBACK).ok().json();
     assert_eq!(report["status"], json!("rolled_back"));
@@ -120,14 +108,14 @@ fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
         ]
     );
 
-    let after = current_state(&sb);
+    let after = sb.current_state();
     assert_eq!(after["outputs"]["active_slot"]["value"], json!("blue"));
     assert_eq!(after["outputs"]["green_version"]["value"], json!("v1"));
     assert_eq!(after["lineage"], lineage);
     assert!(after["serial"].as_u64().unwrap() > serial);
-    assert_eq!(report["new_version_id"], json!(version_ids(&sb)[0]));
+    assert_eq!(report["new_version_id"], json!(sb.version_ids()[0]));
     for id in &before {
-        assert!(version_ids(&sb).contains(id), "version {id} was lost");
+        assert!(sb.version_ids().contains(id), "version {id} was lost");
     }
     assert_unlocked(&sb);
     assert_digest_matches(&sb);
@@ -145,7 +133,7 @@ fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
     let report = sb.tfr(ROLLBACK).ok().json();
     assert_eq!(report["status"], json!("rolled_back"));
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("green")
     );
     assert_eq!(
@@ -166,7 +154,7 @@ fn a_lock_file_backend_is_locked_and_released_the_same_way() {
         let report = sb.tfr(ROLLBACK).ok().json();
         assert_eq!(report["status"], json!("rolled_back"));
         assert_eq!(
-            current_state(&sb)["outputs"]["active_slot"]["value"],
+            sb.current_state()["outputs"]["active_slot"]["value"],
             json!("blue")
         );
         assert_unlocked(&sb);
@@ -182,7 +170,7 @@ fn a_failing_apply_restores_the_snapshot_and_terraform_still_works() {
     let sb = deployed(LockStyle::DynamoDb);
     let snapshot_body = sb.s3().get(&sb.key, None);
     let snapshot: Value = serde_json::from_slice(&snapshot_body).unwrap();
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
 
     // The health check fails only when the rollback flips to blue; --var passes through.
     let mut args = ROLLBACK.to_vec();
@@ -215,9 +203,9 @@ fn a_failing_apply_restores_the_snapshot_and_terraform_still_works() {
     );
 
     // The failed apply wrote a version; the restore wrote the snapshot over it.
-    let versions = version_ids(&sb);
+    let versions = sb.version_ids();
     assert_eq!(versions.len(), before.len() + 2, "failed apply + restore");
-    let restored = current_state(&sb);
+    let restored = sb.current_state();
     let failed: Value = serde_json::from_slice(&sb.s3().get(&sb.key, Some(&versions[1]))).unwrap();
     assert_eq!(
         restored["serial"].as_u64().unwrap(),
@@ -266,7 +254,7 @@ fn someone_elses_lock_gives_exit_5_and_is_never_broken() {
     let table = sb.table.clone().unwrap();
     let info = r#"{"ID":"5a1f0c3e-0000-4000-8000-000000000001","Operation":"OperationTypeApply","Info":"","Who":"alice@ci-runner-7","Version":"1.11.4","Created":"2026-11-22T03:00:00.000000000Z","Path":"x"}"#;
     sb.dynamodb().put(&table, &sb.lock_id(), &[("Info", info)]);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
 
     let run = sb.tfr(ROLLBACK).code(5);
     assert!(run.stderr.contains("alice@ci-runner-7"), "{}", run.stderr);
@@ -278,7 +266,7 @@ fn someone_elses_lock_gives_exit_5_and_is_never_broken() {
         info,
         "the lock is untouched"
     );
-    assert_eq!(version_ids(&sb), before, "nothing was written");
+    assert_eq!(sb.version_ids(), before, "nothing was written");
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"]["Who"], json!("alice@ci-runner-7"));
     assert_eq!(status["unfinished"], Value::Null);
@@ -306,7 +294,7 @@ fn someone_elses_lock_gives_exit_5_and_is_never_broken() {
         run.stderr
     );
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("blue")
     );
     assert_unlocked(&sb);
@@ -318,7 +306,7 @@ fn a_lock_file_held_by_someone_else_gives_exit_5() {
     let lockfile = format!("{}.tflock", sb.key);
     let info = br#"{"ID":"77","Operation":"OperationTypePlan","Info":"","Who":"bob@laptop","Version":"1.11.4","Created":"2026-11-22T02:00:00Z","Path":"x"}"#;
     sb.s3().put(&lockfile, info);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let run = sb.tfr(ROLLBACK).code(5);
     assert!(run.stderr.contains("bob@laptop"), "{}", run.stderr);
     assert_eq!(
@@ -326,13 +314,13 @@ fn a_lock_file_held_by_someone_else_gives_exit_5() {
         info.to_vec(),
         "the lock file is untouched"
     );
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
 }
 
 #[test]
 fn dry_run_plans_and_changes_nothing() {
     let sb = deployed(LockStyle::Both);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let report = sb
         .tfr(&["to", "previous", "--dry-run", "--json"])
         .ok()
@@ -341,9 +329,9 @@ fn dry_run_plans_and_changes_nothing() {
     assert!(
         report["plan"]["change"].as_u64().unwrap() + report["plan"]["add"].as_u64().unwrap() > 0
     );
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("green")
     );
     assert_unlocked(&sb);
@@ -356,12 +344,12 @@ fn dry_run_plans_and_changes_nothing() {
 #[test]
 fn without_a_terminal_or_auto_approve_it_fails_at_once() {
     let sb = deployed(LockStyle::DynamoDb);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let started = Instant::now();
     let run = sb.tfr(&["to", "previous"]).code(2);
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert_unlocked(&sb);
     assert!(
         !sb.dir.join(".tfrollback").exists(),
@@ -372,18 +360,18 @@ fn without_a_terminal_or_auto_approve_it_fails_at_once() {
 #[test]
 fn the_destroy_guard_refuses_unexpected_destruction() {
     let sb = deployed(LockStyle::DynamoDb);
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let run = sb.tfr(&["to", "previous", "--auto-approve"]).code(1);
     assert!(run.stderr.contains("--max-destroy"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert_unlocked(&sb);
 }
 
 #[test]
 fn sigkill_mid_apply_is_recoverable() {
     let sb = deployed(LockStyle::DynamoDb);
-    let snapshot: Value = current_state(&sb);
-    let before = version_ids(&sb);
+    let snapshot: Value = sb.current_state();
+    let before = sb.version_ids();
     let journal_key = format!("{}.tfrollback/journal.json", sb.key);
 
     let mut args = ROLLBACK.to_vec();
@@ -438,14 +426,14 @@ fn sigkill_mid_apply_is_recoverable() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert_eq!(report["status"], json!("recovered"));
-    let after = current_state(&sb);
+    let after = sb.current_state();
     assert_eq!(
         after["outputs"]["active_slot"]["value"],
         snapshot["outputs"]["active_slot"]["value"]
     );
     assert_eq!(after["lineage"], snapshot["lineage"]);
     for id in &before {
-        assert!(version_ids(&sb).contains(id), "version {id} was lost");
+        assert!(sb.version_ids().contains(id), "version {id} was lost");
     }
     assert_unlocked(&sb);
     assert_digest_matches(&sb);
@@ -458,25 +446,17 @@ fn sigkill_mid_apply_is_recoverable() {
     assert_eq!(status["lock"], Value::Null);
 }
 
-/// Stores `body` as the version before the current one (the current content is put back on
-/// top, byte for byte, so the digest terraform checks still matches).
-fn plant_previous(sb: &Sandbox, body: &[u8]) {
-    let current = sb.s3().get(&sb.key, None);
-    sb.s3().put(&sb.key, body);
-    sb.s3().put(&sb.key, &current);
-}
-
 #[test]
 fn a_target_from_a_newer_terraform_is_refused() {
     let sb = deployed(LockStyle::DynamoDb);
     // Deliberately altered: a state claiming a terraform release from the future.
-    let mut newer: Value = sb.s3().get_json(&sb.key, Some(&version_ids(&sb)[1]));
+    let mut newer: Value = sb.s3().get_json(&sb.key, Some(&sb.version_ids()[1]));
     newer["terraform_version"] = json!("9.9.9");
-    plant_previous(&sb, &serde_json::to_vec_pretty(&newer).unwrap());
-    let before = version_ids(&sb);
+    sb.plant_previous(&serde_json::to_vec_pretty(&newer).unwrap());
+    let before = sb.version_ids();
     let run = sb.tfr(ROLLBACK).code(1);
     assert!(run.stderr.contains("terraform 9.9.9"), "{}", run.stderr);
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert_unlocked(&sb);
 }
 
@@ -485,8 +465,8 @@ fn a_target_from_another_lineage_is_refused() {
     let sb = deployed(LockStyle::DynamoDb);
     let other = Sandbox::new("bluegreen");
     other.apply(&[("active_slot", "blue")]);
-    plant_previous(&sb, &other.s3().get(&other.key, None));
-    let before = version_ids(&sb);
+    sb.plant_previous(&other.s3().get(&other.key, None));
+    let before = sb.version_ids();
     let run = sb.tfr(ROLLBACK).code(1);
     assert!(run.stderr.contains("lineage"), "{}", run.stderr);
     assert!(
@@ -494,7 +474,7 @@ fn a_target_from_another_lineage_is_refused() {
         "{}",
         run.stderr
     );
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     // The flag lets it through (dry run here).
     let planned = sb
         .tfr(&[
@@ -523,7 +503,7 @@ fn only_slot_flips_traffic_and_nothing_else() {
     )
     .unwrap();
     assert_eq!(vars, json!({"active_slot": "blue"}));
-    let after = current_state(&sb);
+    let after = sb.current_state();
     assert_eq!(after["outputs"]["active_slot"]["value"], json!("blue"));
     assert_eq!(after["outputs"]["green_version"]["value"], json!("v2"));
     assert_eq!(plain_plan(&sb, &[("green_version", "v2")]), 0);
@@ -543,7 +523,7 @@ fn user_var_files_come_first_and_rollback_values_win() {
     assert_eq!(report["var_file"], json!(out_arg));
     assert!(out.is_file());
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("blue")
     );
 
@@ -591,7 +571,7 @@ fn a_wrapper_that_swallows_exit_code_2_does_not_fool_the_rollback() {
     let report = sb.tfr(&args).ok().json();
     assert_eq!(report["status"], json!("rolled_back"), "{report:#}");
     assert_eq!(
-        current_state(&sb)["outputs"]["active_slot"]["value"],
+        sb.current_state()["outputs"]["active_slot"]["value"],
         json!("blue")
     );
 
@@ -617,7 +597,7 @@ fn a_wrapper_that_swallows_exit_code_2_does_not_fool_the_rollback() {
 fn last_good_when_the_current_version_is_the_good_one_changes_nothing() {
     let sb = deployed(LockStyle::DynamoDb);
     sb.tfr(&["mark", "current"]).ok();
-    let before = version_ids(&sb);
+    let before = sb.version_ids();
     let report = sb.dir.join("rollback.md");
     let summary = sb.dir.join("summary.md");
     let (r, s) = (report.display().to_string(), summary.display().to_string());
@@ -632,7 +612,7 @@ fn last_good_when_the_current_version_is_the_good_one_changes_nothing() {
         "{}",
         run.stderr
     );
-    assert_eq!(version_ids(&sb), before);
+    assert_eq!(sb.version_ids(), before);
     assert!(
         std::fs::read_to_string(&report)
             .unwrap()
