@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::selector::Selector;
+use crate::model::selector::Selector;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -27,15 +27,15 @@ one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version wi
     after_help = EXIT_CODES,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Terraform working directory (where `terraform init` ran)
     #[arg(
         short = 'C',
@@ -44,56 +44,56 @@ pub struct GlobalArgs {
         value_name = "DIR",
         default_value = "."
     )]
-    pub chdir: PathBuf,
+    pub(crate) chdir: PathBuf,
 
     /// S3 bucket holding the state (default: from the backend configuration)
     #[arg(long, global = true, value_name = "NAME")]
-    pub bucket: Option<String>,
+    pub(crate) bucket: Option<String>,
 
     /// State object key, before any workspace prefix (default: from the backend configuration)
     #[arg(long, global = true, value_name = "KEY")]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
 
     /// AWS region of the bucket (default: backend configuration, then the AWS environment)
     #[arg(long, global = true, value_name = "REGION")]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
 
     /// Terraform workspace (default: TF_WORKSPACE, then .terraform/environment, then `default`)
     #[arg(long, global = true, value_name = "NAME")]
-    pub workspace: Option<String>,
+    pub(crate) workspace: Option<String>,
 
     /// S3 endpoint URL, for S3-compatible stores and local servers
     #[arg(long, global = true, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
 
     /// Address the bucket in the path (`host/bucket`) instead of the host name
     #[arg(long, global = true)]
-    pub path_style: bool,
+    pub(crate) path_style: bool,
 
     /// Print exactly one JSON document on stdout; logs and progress go to stderr
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// Never use colors (NO_COLOR is honored too)
     #[arg(long, global = true)]
-    pub no_color: bool,
+    pub(crate) no_color: bool,
 
     /// More logs on stderr (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 
     /// Print only errors
     #[arg(short, long, global = true)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// Versions asked for per ListObjectVersions page (S3 caps it at 1000)
     #[arg(long, global = true, hide = true, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(i32).range(1..=1000))]
-    pub page_size: i32,
+    pub(crate) page_size: i32,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// List the versions of the state object, newest first
     List(ListArgs),
     /// Show one state version: metadata and outputs (sensitive values hidden)
@@ -121,190 +121,190 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_name = "SHELL")]
-    pub shell: clap_complete::Shell,
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Show at most N versions (the newest)
     #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 
     /// Read every version from S3 again instead of using the summary cache
     #[arg(long)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The version to show
     #[arg(value_name = "VERSION")]
-    pub version: Selector,
+    pub(crate) version: Selector,
 }
 
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The version a rollback would go back to
     #[arg(value_name = "VERSION")]
-    pub version: Selector,
+    pub(crate) version: Selector,
 
     /// Compare from this version instead of the current one
     #[arg(long, value_name = "VERSION")]
-    pub against: Option<Selector>,
+    pub(crate) against: Option<Selector>,
 
     #[command(flatten)]
-    pub mapping: MappingArgs,
+    pub(crate) mapping: MappingArgs,
 }
 
 /// How recorded outputs become input variables for a rollback.
 #[derive(Debug, Args, Clone, Default)]
-pub struct MappingArgs {
+pub(crate) struct MappingArgs {
     /// Map an output (or a key inside an object output) to a variable; repeatable
     #[arg(long = "map", value_name = "OUTPUT.PATH=VARIABLE")]
-    pub maps: Vec<String>,
+    pub(crate) maps: Vec<String>,
 
     /// The variable that selects the live blue/green slot (default: detected)
     #[arg(long, value_name = "NAME")]
-    pub slot_var: Option<String>,
+    pub(crate) slot_var: Option<String>,
 
     /// Let sensitive outputs become rollback values
     #[arg(long)]
-    pub include_sensitive: bool,
+    pub(crate) include_sensitive: bool,
 }
 
 /// What every state-changing command shares.
 #[derive(Debug, Args, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal)
     #[arg(long)]
-    pub auto_approve: bool,
+    pub(crate) auto_approve: bool,
 
     /// Keep trying to take the state lock for this long (e.g. 30s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-    pub lock_timeout: std::time::Duration,
+    pub(crate) lock_timeout: std::time::Duration,
 
     /// Write a Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set)
     #[arg(long, value_name = "PATH")]
-    pub report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
 
     /// The terraform binary (terraform or tofu)
     #[arg(long, value_name = "PATH", env = "TFROLLBACK_TERRAFORM")]
-    pub terraform_bin: Option<PathBuf>,
+    pub(crate) terraform_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct ToArgs {
+pub(crate) struct ToArgs {
     /// The version to roll back to
     #[arg(value_name = "VERSION")]
-    pub version: Selector,
+    pub(crate) version: Selector,
 
     /// Plan only: show what the rollback would do, change nothing
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Set only the blue/green slot variable: a traffic flip back to the slot that still runs the old release
     #[arg(long)]
-    pub only_slot: bool,
+    pub(crate) only_slot: bool,
 
     /// A var file terraform reads before the rollback values (repeatable)
     #[arg(long = "var-file", value_name = "FILE")]
-    pub var_files: Vec<PathBuf>,
+    pub(crate) var_files: Vec<PathBuf>,
 
     /// A variable terraform reads before the rollback values, as KEY=VALUE (repeatable)
     #[arg(long = "var", value_name = "KEY=VALUE")]
-    pub vars: Vec<String>,
+    pub(crate) vars: Vec<String>,
 
     /// Where to write the rollback variables [default: DIR/tfrollback.tfvars.json]
     #[arg(long, value_name = "PATH")]
-    pub var_file_out: Option<PathBuf>,
+    pub(crate) var_file_out: Option<PathBuf>,
 
     /// With --auto-approve, allow a plan that destroys (or replaces) up to N resources
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub max_destroy: u64,
+    pub(crate) max_destroy: u64,
 
     /// Allow a target whose lineage differs from the current state's
     #[arg(long)]
-    pub allow_lineage_change: bool,
+    pub(crate) allow_lineage_change: bool,
 
     #[command(flatten)]
-    pub mapping: MappingArgs,
+    pub(crate) mapping: MappingArgs,
 
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The version whose state to restore
     #[arg(value_name = "VERSION")]
-    pub version: Selector,
+    pub(crate) version: Selector,
 
     /// Show the state diff and write nothing
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Do not run `terraform plan` after the restore
     #[arg(long)]
-    pub no_plan: bool,
+    pub(crate) no_plan: bool,
 
     /// Allow a target whose lineage differs from the current state's
     #[arg(long)]
-    pub allow_lineage_change: bool,
+    pub(crate) allow_lineage_change: bool,
 
     /// A var file for the follow-up plan (repeatable)
     #[arg(long = "var-file", value_name = "FILE")]
-    pub var_files: Vec<PathBuf>,
+    pub(crate) var_files: Vec<PathBuf>,
 
     /// A variable for the follow-up plan, as KEY=VALUE (repeatable)
     #[arg(long = "var", value_name = "KEY=VALUE")]
-    pub vars: Vec<String>,
+    pub(crate) vars: Vec<String>,
 
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct HistoryArgs {
+pub(crate) struct HistoryArgs {
     /// Show this operation (an id, or a unique prefix of one) with its report
     #[arg(value_name = "OPERATION-ID")]
-    pub operation: Option<String>,
+    pub(crate) operation: Option<String>,
 
     /// Show at most N records (the newest)
     #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]
-pub struct MarkArgs {
+pub(crate) struct MarkArgs {
     /// The version to mark
     #[arg(value_name = "VERSION")]
-    pub version: Selector,
+    pub(crate) version: Selector,
 
     /// The mark's label (`last:LABEL` selects it; `last-good` is `last:good`)
     #[arg(long, value_name = "NAME", default_value = "good", value_parser = parse_label)]
-    pub label: String,
+    pub(crate) label: String,
 
     /// A note kept with the mark (for example the smoke test that passed)
     #[arg(long, value_name = "TEXT")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct UnmarkArgs {
+pub(crate) struct UnmarkArgs {
     /// The version to unmark
     #[arg(value_name = "VERSION")]
-    pub version: Selector,
+    pub(crate) version: Selector,
 
     /// The label to remove
     #[arg(long, value_name = "NAME", default_value = "good", value_parser = parse_label)]
-    pub label: String,
+    pub(crate) label: String,
 }
 
 fn parse_label(s: &str) -> Result<String, String> {
-    if crate::selector::valid_label(s) {
+    if crate::model::selector::valid_label(s) {
         Ok(s.to_string())
     } else {
         Err(format!(
@@ -314,14 +314,14 @@ fn parse_label(s: &str) -> Result<String, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct RecoverArgs {
+pub(crate) struct RecoverArgs {
     /// Keep trying to take the state lock for this long (e.g. 30s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-    pub lock_timeout: std::time::Duration,
+    pub(crate) lock_timeout: std::time::Duration,
 }
 
 /// `30s`, `5m`, `1h30m`, `90` (seconds).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }

@@ -4,19 +4,19 @@
 use std::error::Error as _;
 use std::process::ExitCode;
 
-use crate::config::ConfigError;
-use crate::journal::JournalError;
-use crate::lock::LockError;
-use crate::mapping::MappingError;
-use crate::s3::S3Error;
-use crate::selector::{SelectorError, VersionId};
+use crate::model::config::ConfigError;
+use crate::model::mapping::MappingError;
+use crate::model::selector::{SelectorError, VersionId};
+use crate::model::state::StateError;
 use crate::settings::SettingsError;
-use crate::state::StateError;
+use crate::store::journal::JournalError;
+use crate::store::lock::LockError;
+use crate::store::s3::S3Error;
 use crate::terraform::TerraformError;
 
 /// Exit codes, as documented in `--help` and docs/exit-codes.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     Ok = 0,
     Error = 1,
     Usage = 2,
@@ -32,7 +32,7 @@ impl From<Exit> for ExitCode {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
@@ -57,39 +57,30 @@ pub enum Error {
     Terraform(#[from] TerraformError),
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("{reason}")]
-    Refused {
-        reason: String,
-        hint: String,
-        /// A usage problem (exit 2) rather than a refusal on the merits (exit 1).
-        usage: bool,
-    },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    /// Not a failure: the command had nothing to do (exit 0).
-    #[error("{reason}")]
-    NothingToDo { reason: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
 }
 
 impl Error {
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         match self {
-            Error::NothingToDo { .. } => Exit::Ok,
             Error::Selector(SelectorError::Invalid { .. })
-            | Error::Mapping(MappingError::BadMap { .. })
-            | Error::Refused { usage: true, .. } => Exit::Usage,
+            | Error::Mapping(MappingError::BadMap { .. }) => Exit::Usage,
+            Error::Refused(r) if r.is_usage() => Exit::Usage,
             Error::Lock(LockError::Held { .. }) => Exit::Locked,
             _ => Exit::Error,
         }
     }
 
     /// What to do next.
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         match self {
             Error::Settings(e) => e.hint(),
             Error::S3(e) => e.hint(),
@@ -107,7 +98,7 @@ impl Error {
                 Some("pick another version: `tfrollback list` marks unreadable ones".into())
             }
             Error::Lock(e) => e.hint(),
-            Error::Refused { hint, .. } => Some(hint.clone()),
+            Error::Refused(r) => Some(r.hint()),
             Error::Write { .. } => Some("free some space or fix the permissions, then run the command again; nothing was changed".into()),
             Error::Terraform(TerraformError::NotFound { .. }) => Some(
                 "install terraform (or OpenTofu), or point --terraform-bin / TFROLLBACK_TERRAFORM at it".into(),
@@ -126,12 +117,32 @@ impl Error {
                 "check write access to the bucket (s3:PutObject on <key>.tfrollback/*) and to .tfrollback/ in the working directory; `tfrollback status` shows what is unfinished".into(),
             ),
             Error::Stdout(_) => Some("check where stdout goes (a closed pipe, a full disk)".into()),
-            Error::NothingToDo { .. } => None,
+        }
+    }
+
+    /// What kind of error this is, for programs reading `--json`: stable snake_case words,
+    /// `refused.<why>` for refusals.
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            Error::Settings(_) => "settings".into(),
+            Error::S3(_) => "s3".into(),
+            Error::Selector(_) => "selector".into(),
+            Error::Mapping(_) => "mapping".into(),
+            Error::Config(_) => "config".into(),
+            Error::State { .. } => "unreadable_state".into(),
+            Error::DeleteMarker { .. } => "delete_marker".into(),
+            Error::Lock(LockError::Held { .. }) => "locked".into(),
+            Error::Lock(_) => "lock".into(),
+            Error::Terraform(_) => "terraform".into(),
+            Error::Journal(_) => "journal".into(),
+            Error::Refused(r) => format!("refused.{}", r.kind()),
+            Error::Write { .. } => "local_write".into(),
+            Error::Stdout(_) => "stdout".into(),
         }
     }
 
     /// The message people see on stderr.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = format!("error: {self}");
         let mut source = self.source();
         // `transparent` variants share their inner error's message; skip repeating it.
@@ -151,5 +162,187 @@ impl Error {
             out.push_str(&format!("\nhint: {hint}"));
         }
         out
+    }
+}
+
+/// Why a command declined to go on. Each says what happened; `hint` says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error(
+        "nobody to ask for confirmation (no terminal, or CI / TF_IN_AUTOMATION is set), and --auto-approve was not given"
+    )]
+    NobodyToAsk,
+    #[error("--var-file {path} does not exist")]
+    MissingVarFile { path: String },
+    #[error(
+        "the target's lineage {target} differs from the current state's {current}: it belongs to another state's history"
+    )]
+    LineageChanged { target: String, current: String },
+    #[error(
+        "version {version} was written by terraform {wrote}, newer than the local {binary} {local}"
+    )]
+    TerraformTooOld {
+        version: VersionId,
+        wrote: String,
+        binary: String,
+        local: String,
+    },
+    #[error("{location} does not exist (deleted, or never written)")]
+    StateMissing { location: String },
+    #[error("no snapshot was taken, so there is nothing to restore")]
+    NoSnapshot,
+    #[error("no operation {operation} in the history of {location}")]
+    UnknownOperation { operation: String, location: String },
+    #[error("{count} operations start with {operation}")]
+    AmbiguousOperation { operation: String, count: usize },
+    #[error("{what} cancelled; nothing was changed")]
+    Cancelled { what: &'static str },
+    #[error("the state changed after the snapshot was taken; nothing was overwritten")]
+    ChangedAfterSnapshot,
+    #[error("interrupted before the apply; nothing was changed")]
+    Interrupted,
+    #[error(
+        "the rollback plan destroys or replaces {destroy} resource(s), more than --max-destroy allows ({max})"
+    )]
+    TooManyDestroys {
+        destroy: u64,
+        max: u64,
+        selector: String,
+    },
+    #[error(
+        "verification failed: output {path} does not hold the value version {version} recorded"
+    )]
+    OutputMismatch {
+        path: String,
+        version: VersionId,
+        variable: String,
+    },
+    #[error("verification failed: a follow-up plan with the rollback values still shows changes")]
+    NotConverged,
+    #[error("{}", no_slot_value(.version, .variable.as_deref()))]
+    NoSlotValue {
+        version: VersionId,
+        variable: Option<String>,
+    },
+    #[error(
+        "version {version} recorded no output that maps to a variable declared in the configuration, so a rollback would change nothing"
+    )]
+    NothingMapped { version: VersionId },
+    #[error("terraform (pid {pid}) started by the interrupted rollback is still running")]
+    TerraformStillRunning { pid: u32 },
+}
+
+impl Refusal {
+    /// A usage problem (exit 2) rather than a refusal on the merits (exit 1).
+    fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Refusal::NobodyToAsk
+                | Refusal::MissingVarFile { .. }
+                | Refusal::AmbiguousOperation { .. }
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Refusal::NobodyToAsk => "nobody_to_ask",
+            Refusal::MissingVarFile { .. } => "missing_var_file",
+            Refusal::LineageChanged { .. } => "lineage_changed",
+            Refusal::TerraformTooOld { .. } => "terraform_too_old",
+            Refusal::StateMissing { .. } => "state_missing",
+            Refusal::NoSnapshot => "no_snapshot",
+            Refusal::UnknownOperation { .. } => "unknown_operation",
+            Refusal::AmbiguousOperation { .. } => "ambiguous_operation",
+            Refusal::Cancelled { .. } => "cancelled",
+            Refusal::ChangedAfterSnapshot => "changed_after_snapshot",
+            Refusal::Interrupted => "interrupted",
+            Refusal::TooManyDestroys { .. } => "too_many_destroys",
+            Refusal::OutputMismatch { .. } => "output_mismatch",
+            Refusal::NotConverged => "not_converged",
+            Refusal::NoSlotValue { .. } => "no_slot_value",
+            Refusal::NothingMapped { .. } => "nothing_mapped",
+            Refusal::TerraformStillRunning { .. } => "terraform_still_running",
+        }
+    }
+
+    fn hint(&self) -> String {
+        match self {
+            Refusal::NobodyToAsk => "pass --auto-approve to go ahead without asking (CI), or --dry-run to only see what would change".into(),
+            Refusal::MissingVarFile { .. } => "pass a path relative to the current directory or an absolute one".into(),
+            Refusal::LineageChanged { .. } => "check the bucket, key and workspace; pass --allow-lineage-change only if replacing the history is intended".into(),
+            Refusal::TerraformTooOld { wrote, .. } => format!("install terraform {wrote} or newer (or point --terraform-bin at it)"),
+            Refusal::StateMissing { .. } => "run `tfrollback list` to see its versions".into(),
+            Refusal::NoSnapshot => "the state was not changed by this operation".into(),
+            Refusal::UnknownOperation { .. } => "`tfrollback history` lists the operations and their ids".into(),
+            Refusal::AmbiguousOperation { .. } => "give more of the operation id".into(),
+            Refusal::Cancelled { .. } => "run the command again to retry".into(),
+            Refusal::ChangedAfterSnapshot => "someone wrote the state without the lock: run `tfrollback list` and try again".into(),
+            Refusal::Interrupted => "run the command again when ready".into(),
+            Refusal::TooManyDestroys { destroy, selector, .. } => format!(
+                "review the plan with `tfrollback to {selector} --dry-run`, then pass --max-destroy {destroy} if it is intended"
+            ),
+            Refusal::OutputMismatch { variable, .. } => format!(
+                "the configuration may no longer derive that output from variable {variable}"
+            ),
+            Refusal::NotConverged => "run `terraform plan` with the var file to see what does not converge".into(),
+            Refusal::NoSlotValue { .. } => "name it with --slot-var, or map it with --map OUTPUT.PATH=VARIABLE".into(),
+            Refusal::NothingMapped { .. } => "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
+            Refusal::TerraformStillRunning { .. } => "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
+        }
+    }
+}
+
+fn no_slot_value(version: &VersionId, variable: Option<&str>) -> String {
+    match variable {
+        Some(v) => format!("version {version} recorded no value for the slot variable `{v}`"),
+        None => "no blue/green slot variable was found in the configuration".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::lock::LockInfo;
+
+    #[test]
+    fn refusals_carry_a_kind_an_exit_code_and_a_hint() {
+        let usage: Error = Refusal::NobodyToAsk.into();
+        assert_eq!(usage.kind(), "refused.nobody_to_ask");
+        assert_eq!(usage.exit(), Exit::Usage);
+        assert!(usage.render().contains("hint: pass --auto-approve"));
+
+        let merits: Error = Refusal::TooManyDestroys {
+            destroy: 3,
+            max: 0,
+            selector: "previous".into(),
+        }
+        .into();
+        assert_eq!(merits.kind(), "refused.too_many_destroys");
+        assert_eq!(merits.exit(), Exit::Error);
+        assert_eq!(
+            merits.hint().as_deref(),
+            Some(
+                "review the plan with `tfrollback to previous --dry-run`, then pass --max-destroy 3 if it is intended"
+            )
+        );
+    }
+
+    #[test]
+    fn a_lock_held_by_someone_else_is_its_own_kind_and_exit_code() {
+        let holder = LockInfo::new(
+            "OperationTypeApply".into(),
+            String::new(),
+            "ops@laptop".into(),
+            "1.11.4".into(),
+            "b",
+            "k",
+        );
+        let held: Error = LockError::Held {
+            holder: Box::new(holder),
+            place: "the lock file",
+        }
+        .into();
+        assert_eq!(held.kind(), "locked");
+        assert_eq!(held.exit(), Exit::Locked);
     }
 }

@@ -6,46 +6,34 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-mod backend;
-mod cache;
 mod cli;
 mod commands;
-mod config;
-mod diff;
 mod error;
-mod fsx;
-mod hclx;
-mod history;
-mod journal;
-mod lock;
-mod mapping;
-mod marks;
+mod model;
 mod operation;
-mod output;
+mod printer;
 mod render;
-pub(crate) mod report;
-mod s3;
-mod selector;
 mod settings;
-mod state;
-mod summaries;
+mod store;
 mod terraform;
+mod workdir;
 
 use cli::{Cli, Command};
+use commands::{Context, Outcome};
 use error::{Error, Exit};
-use history::{Audit, HistoryStore};
-use output::Printer;
+use printer::{OutputFlags, Printer};
 use settings::{Env, Settings};
-
-/// What a sensitive value is shown as, everywhere.
-pub(crate) const SENSITIVE: &str = "(sensitive)";
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
-    let printer = Printer::new(&cli.global);
-    let json = cli.global.json;
-    let cli_quiet = cli.global.quiet;
+    let env = Env::from_process();
+    let flags = OutputFlags {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        no_color: cli.global.no_color,
+    };
+    let printer = Printer::new(flags, env.terminal());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,22 +44,23 @@ pub fn main() -> ExitCode {
             return Exit::Error.into();
         }
     };
-    match runtime.block_on(run(cli, printer)) {
-        Ok(exit) => exit.into(),
-        Err(Error::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
-        Err(Error::NothingToDo { reason }) => {
-            if json {
+    match runtime.block_on(run(cli, &env, printer.clone())) {
+        Ok(Outcome::Done(exit)) => exit.into(),
+        Ok(Outcome::NothingToDo { reason }) => {
+            if printer.json {
                 let doc = serde_json::json!({"status": "already_at_target", "message": reason});
                 println!("{doc:#}");
-            } else if !cli_quiet {
-                eprintln!("{reason}");
+            } else {
+                printer.note(&reason);
             }
             Exit::Ok.into()
         }
+        Err(Error::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
         Err(e) => {
             eprintln!("{}", e.render());
-            if json {
+            if printer.json {
                 let doc = serde_json::json!({"error": {
+                    "kind": e.kind(),
                     "message": e.to_string(),
                     "hint": e.hint(),
                     "exit_code": e.exit() as u8,
@@ -83,59 +72,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, printer: Printer) -> Result<Exit, Error> {
+async fn run(cli: Cli, env: &Env, printer: Printer) -> Result<Outcome, Error> {
     // These need no state: they only describe the command line.
     match &cli.command {
-        Command::Completions(args) => return print_completions(args.shell),
-        Command::Man => return print_man(),
+        Command::Completions(args) => return print_completions(args.shell).map(Outcome::Done),
+        Command::Man => return print_man().map(Outcome::Done),
         _ => {}
     }
-    let settings = Settings::resolve(&cli.global, &Env::from_process())?;
+    let settings = Settings::resolve(&cli.global, env)?;
     tracing::debug!(?settings, "resolved settings");
-    let ctx = commands::Context::new(settings, printer).await?;
-    let mut audit = match &cli.command {
-        Command::To(args) => Some(Audit::new(format!("to {}", args.version))),
-        Command::Restore(args) => Some(Audit::new(format!("restore {}", args.version))),
-        Command::Recover(_) => Some(Audit::new("recover".into())),
-        _ => None,
-    };
-    let result = match &cli.command {
-        Command::List(args) => commands::list::run(&ctx, args).await,
-        Command::Show(args) => commands::show::run(&ctx, args).await,
-        Command::Diff(args) => commands::diff::run(&ctx, args).await,
-        Command::History(args) => commands::history::run(&ctx, args).await,
-        Command::Mark(args) => commands::mark::mark(&ctx, args).await,
-        Command::Unmark(args) => commands::mark::unmark(&ctx, args).await,
-        Command::Status => commands::status::run(&ctx).await,
-        Command::To(args) => commands::to::run(&ctx, args, audit.as_mut().expect("audit")).await,
-        Command::Restore(args) => {
-            commands::restore::run(&ctx, args, audit.as_mut().expect("audit")).await
-        }
-        Command::Recover(args) => {
-            commands::recover::run(&ctx, args, audit.as_mut().expect("audit")).await
-        }
-        Command::Completions(_) | Command::Man => unreachable!("handled before settings"),
-    };
-    if let Err(e) = &result {
-        let report = match &cli.command {
-            Command::To(args) => Some((format!("to {}", args.version), &args.run)),
-            Command::Restore(args) => Some((format!("restore {}", args.version), &args.run)),
-            _ => None,
-        };
-        if let Some((command, run)) = report {
-            // CI reads the report whatever happened: a refusal says why.
-            let published =
-                report::publish_failure(&command, &ctx.location(), e, run.report.as_deref());
-            if let Err(io) = published {
-                ctx.printer
-                    .note(&format!("warning: could not write the report: {io}"));
-            }
-        }
-    }
-    if let Some(audit) = audit {
-        record(&ctx, audit, &result).await;
-    }
-    result
+    let ctx = Context::new(settings, printer, env.terminal()).await?;
+    commands::run(&ctx, &cli.command).await
 }
 
 fn print_completions(shell: clap_complete::Shell) -> Result<Exit, Error> {
@@ -155,26 +102,6 @@ fn print_man() -> Result<Exit, Error> {
         .map_err(Error::Stdout)?;
     std::io::Write::write_all(&mut std::io::stdout(), &out).map_err(Error::Stdout)?;
     Ok(Exit::Ok)
-}
-
-/// Writes the history record of a state-changing command, whatever its outcome. A record that
-/// cannot be written is a warning: it must never turn a rollback into a failure.
-async fn record(ctx: &commands::Context, audit: Audit, result: &Result<Exit, Error>) {
-    let mut audit = audit;
-    let (code, error) = match result {
-        Ok(exit) => (*exit as u8, None),
-        Err(Error::NothingToDo { .. }) => {
-            audit.result = Some("already_at_target".into());
-            (0, None)
-        }
-        Err(e) => (e.exit() as u8, Some(e.render())),
-    };
-    let who = history::who(&ctx.aws, &ctx.settings.backend).await;
-    let record = audit.finish(who, code, error);
-    if let Err(e) = HistoryStore::new(ctx.store.clone()).record(&record).await {
-        ctx.printer
-            .note(&format!("warning: could not write the history record: {e}"));
-    }
 }
 
 /// Logs go to stderr. The AWS SDK's own logs stay at info at most, whatever the verbosity,

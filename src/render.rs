@@ -10,45 +10,47 @@ use serde::Serialize;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use crate::diff::{Change, OutputChange, ResourceChanges};
+use crate::model::diff::{Change, OutputChange, ResourceChanges};
+use crate::model::selector::{Listing, ObjectVersion};
+use crate::store::cache::Cached;
 
 /// One version as `list` and `show` present it.
 #[derive(Debug, Clone, Serialize)]
-pub struct VersionView {
-    pub version_id: String,
-    pub last_modified: String,
-    pub size: u64,
-    pub is_latest: bool,
-    pub delete_marker: bool,
-    pub serial: Option<u64>,
-    pub lineage: Option<String>,
-    pub terraform_version: Option<String>,
-    pub resources: Option<u64>,
+pub(crate) struct VersionView {
+    pub(crate) version_id: String,
+    pub(crate) last_modified: String,
+    pub(crate) size: u64,
+    pub(crate) is_latest: bool,
+    pub(crate) delete_marker: bool,
+    pub(crate) serial: Option<u64>,
+    pub(crate) lineage: Option<String>,
+    pub(crate) terraform_version: Option<String>,
+    pub(crate) resources: Option<u64>,
     /// Output values, sensitive ones as "(sensitive)"; null for delete markers.
-    pub outputs: Option<BTreeMap<String, Value>>,
+    pub(crate) outputs: Option<BTreeMap<String, Value>>,
     /// The blue/green slot this version recorded, when one can be told.
-    pub slot: Option<String>,
+    pub(crate) slot: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Known-good labels (`tfrollback mark`).
-    pub marks: Vec<String>,
+    pub(crate) marks: Vec<String>,
     /// A probable intermediate snapshot persisted during an apply, not its result.
-    pub intermediate: bool,
+    pub(crate) intermediate: bool,
     /// Where the slot value sits among the outputs (`current_config.active_slot`).
     #[serde(skip)]
-    pub slot_path: Option<String>,
+    pub(crate) slot_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ListView {
-    pub bucket: String,
-    pub key: String,
-    pub workspace: String,
-    pub versions: Vec<VersionView>,
+pub(crate) struct ListView {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) workspace: String,
+    pub(crate) versions: Vec<VersionView>,
 }
 
 /// `1.2 MiB`, `812 B`.
-pub fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -63,7 +65,7 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// `2026-11-22 03:40:12` (UTC), from an RFC 3339 timestamp.
-pub fn human_time(rfc3339: &str) -> String {
+pub(crate) fn human_time(rfc3339: &str) -> String {
     rfc3339
         .parse::<jiff::Timestamp>()
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
@@ -127,20 +129,8 @@ fn outputs_summary(v: &VersionView, width: usize) -> String {
     parts.join(" ")
 }
 
-/// Width of the terminal tables: `COLUMNS`, else the terminal's, else 120.
-pub fn table_width() -> usize {
-    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
-        return cols;
-    }
-    let term = console::Term::stdout();
-    if term.is_term() {
-        return term.size().1 as usize;
-    }
-    120
-}
-
 /// `3h ago`, `just now`, `12d ago`.
-pub fn relative_time(rfc3339: &str, now: jiff::Timestamp) -> String {
+pub(crate) fn relative_time(rfc3339: &str, now: jiff::Timestamp) -> String {
     let Ok(t) = rfc3339.parse::<jiff::Timestamp>() else {
         return String::new();
     };
@@ -185,7 +175,7 @@ fn row_tail(v: &VersionView, width: usize, compact: bool) -> String {
 /// The version table. Wide terminals get every column with UTC and relative times; below
 /// 150 columns the table keeps what matters in an incident (id, age, serial, resources, marks
 /// and slot) so that it stays readable at 80. `now` makes the ages reproducible.
-pub fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -> String {
+pub(crate) fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -> String {
     let mut out = String::new();
     if view.versions.is_empty() {
         let _ = writeln!(
@@ -252,7 +242,7 @@ pub fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -> Strin
             },
             v.lineage
                 .as_deref()
-                .map(|l| crate::state::short_lineage(l).to_string())
+                .map(|l| crate::model::state::short_lineage(l).to_string())
                 .unwrap_or_else(dash),
             v.terraform_version.clone().unwrap_or_else(dash),
         );
@@ -271,7 +261,7 @@ pub fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -> Strin
     out
 }
 
-pub fn render_version(v: &VersionView) -> String {
+pub(crate) fn render_version(v: &VersionView) -> String {
     let mut out = String::new();
     let current = if v.is_latest { " (current)" } else { "" };
     let kind = if v.delete_marker {
@@ -333,41 +323,41 @@ pub fn render_version(v: &VersionView) -> String {
 /// Pretty JSON, with strings quoted as Terraform shows them; `(sensitive)` stays bare.
 fn pretty(value: &Value) -> String {
     match value {
-        Value::String(s) if s == crate::SENSITIVE => s.clone(),
+        Value::String(s) if s == crate::model::SENSITIVE => s.clone(),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
     }
 }
 
 /// `from` and `to` of a diff, as views.
 #[derive(Debug, Clone, Serialize)]
-pub struct Endpoint {
-    pub version_id: String,
-    pub serial: u64,
+pub(crate) struct Endpoint {
+    pub(crate) version_id: String,
+    pub(crate) serial: u64,
     #[serde(skip)]
-    pub current: bool,
+    pub(crate) current: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct VariableView {
-    pub name: String,
-    pub current: Option<Value>,
-    pub rollback: Value,
-    pub source: String,
+pub(crate) struct VariableView {
+    pub(crate) name: String,
+    pub(crate) current: Option<Value>,
+    pub(crate) rollback: Value,
+    pub(crate) source: String,
     #[serde(skip)]
-    pub slot: bool,
+    pub(crate) slot: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DiffView {
-    pub from: Endpoint,
-    pub to: Endpoint,
-    pub outputs: Vec<OutputChange>,
-    pub resources: ResourceChanges,
-    pub variables: Vec<VariableView>,
+pub(crate) struct DiffView {
+    pub(crate) from: Endpoint,
+    pub(crate) to: Endpoint,
+    pub(crate) outputs: Vec<OutputChange>,
+    pub(crate) resources: ResourceChanges,
+    pub(crate) variables: Vec<VariableView>,
     /// Variables the target recorded that a rollback will not set, and why.
-    pub skipped_variables: Vec<String>,
+    pub(crate) skipped_variables: Vec<String>,
     #[serde(skip)]
-    pub location: String,
+    pub(crate) location: String,
 }
 
 fn unified(from: &Value, to: &Value) -> String {
@@ -390,7 +380,7 @@ fn unified(from: &Value, to: &Value) -> String {
     out
 }
 
-pub fn render_diff(view: &DiffView) -> String {
+pub(crate) fn render_diff(view: &DiffView) -> String {
     let mut out = String::new();
     let endpoint = |e: &Endpoint| {
         format!(
@@ -508,6 +498,57 @@ pub fn render_diff(view: &DiffView) -> String {
         let _ = writeln!(out, "  not set: {s}");
     }
     out
+}
+
+/// The view of one listing entry with what is known of its body.
+pub(crate) fn version_view(
+    v: &ObjectVersion,
+    info: Option<Cached>,
+    slot_var: Option<&str>,
+    listing: &Listing,
+) -> VersionView {
+    let mut view = VersionView {
+        version_id: v.version_id.to_string(),
+        last_modified: v.last_modified.to_string(),
+        size: v.size,
+        is_latest: v.is_latest,
+        delete_marker: v.delete_marker,
+        serial: None,
+        lineage: None,
+        terraform_version: None,
+        resources: None,
+        outputs: None,
+        slot: None,
+        error: None,
+        marks: listing
+            .marks
+            .get(&v.version_id)
+            .cloned()
+            .unwrap_or_default(),
+        intermediate: listing.intermediate.contains(&v.version_id),
+        slot_path: None,
+    };
+    match info {
+        Some(Cached::Summary(s)) => {
+            let outputs: BTreeMap<String, serde_json::Value> = s
+                .outputs
+                .iter()
+                .map(|(name, o)| (name.clone(), o.display_value()))
+                .collect();
+            if let Some((path, slot)) = crate::model::mapping::find_slot(&outputs, slot_var) {
+                view.slot_path = Some(path);
+                view.slot = Some(slot);
+            }
+            view.serial = Some(s.serial);
+            view.lineage = Some(s.lineage);
+            view.terraform_version = Some(s.terraform_version);
+            view.resources = Some(s.resources);
+            view.outputs = Some(outputs);
+        }
+        Some(Cached::Unreadable(reason)) => view.error = Some(reason),
+        None => {}
+    }
+    view
 }
 
 #[cfg(test)]

@@ -2,15 +2,17 @@
 //! any command runs. Sources, highest first: flags, `.terraform/terraform.tfstate` (it includes
 //! `-backend-config` values), then the `backend "s3"` block of the `*.tf` files.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::backend::{BackendConfig, BackendError, workspace_key};
 use crate::cli::GlobalArgs;
-use crate::config::{ConfigError, read_tf_files};
+use crate::model::backend::{Backend, BackendConfig, BackendError, Encryption, workspace_key};
+use crate::model::config::ConfigError;
+use crate::model::identity::{CiIdentity, Identity};
+use crate::workdir::read_tf_files;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -31,7 +33,7 @@ pub enum SettingsError {
 }
 
 impl SettingsError {
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         match self {
             SettingsError::NotFound { .. } => Some(
                 "run `terraform init` in the working directory (-C DIR), or pass --bucket and --key".into(),
@@ -46,81 +48,103 @@ impl SettingsError {
     }
 }
 
-/// Server-side encryption of the state object, as the backend writes it.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Encryption {
-    #[default]
-    None,
-    Aes256,
-    Kms(String),
-    /// SSE-C: the base64 key is needed on every read and write. Never printed.
-    CustomerKey(String),
-}
-
-impl fmt::Debug for Encryption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Encryption::None => f.write_str("None"),
-            Encryption::Aes256 => f.write_str("Aes256"),
-            Encryption::Kms(id) => write!(f, "Kms({id})"),
-            Encryption::CustomerKey(_) => f.write_str("CustomerKey(<redacted>)"),
-        }
-    }
-}
-
-/// Where the state lives and how the backend treats it.
 #[derive(Debug, Clone)]
-pub struct Backend {
-    pub bucket: String,
-    /// The object key of the selected workspace's state.
-    pub key: String,
-    pub workspace: String,
-    pub region: Option<String>,
-    pub endpoint_s3: Option<String>,
-    pub endpoint_dynamodb: Option<String>,
-    pub endpoint_sts: Option<String>,
-    pub path_style: bool,
-    pub dynamodb_table: Option<String>,
-    pub use_lockfile: bool,
-    pub encryption: Encryption,
-    pub acl: Option<String>,
-    pub skip_checksum: bool,
-    pub profile: Option<String>,
+pub(crate) struct Settings {
+    pub(crate) workdir: PathBuf,
+    pub(crate) backend: Backend,
+    pub(crate) page_size: i32,
+    /// Who runs this: `user@host`, the host, and the CI run.
+    pub(crate) identity: Identity,
+    /// `$XDG_CACHE_HOME/tfrollback`, else `~/.cache/tfrollback`.
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// The S3 endpoint named by the backend or `AWS_ENDPOINT_URL_S3` (it keys the cache).
+    pub(crate) endpoint: Option<String>,
+    /// The SDK's read timeout (tests of slow servers shorten it).
+    pub(crate) read_timeout: Duration,
+    /// `$GITHUB_STEP_SUMMARY`: where CI wants the Markdown report appended.
+    pub(crate) step_summary: Option<PathBuf>,
+    /// `TFROLLBACK_FAILPOINT=STEP=wait:FILE`: a test seam that stops an operation after a step.
+    pub(crate) failpoint: Option<String>,
 }
 
-impl Backend {
-    /// `s3://bucket/key`, as messages name the state.
-    pub fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub workdir: PathBuf,
-    pub backend: Backend,
-    pub page_size: i32,
+/// How the terminal wants output: resolved once, handed to the printer and the prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Terminal {
+    /// `NO_COLOR` or `TERM=dumb`: no colors, no progress bars.
+    pub(crate) plain: bool,
+    /// `CI` or `TF_IN_AUTOMATION`: never prompt, never draw progress, even on a terminal.
+    pub(crate) automated: bool,
+    /// `COLUMNS`, when set.
+    pub(crate) columns: Option<usize>,
 }
 
 /// What settings read from the process environment; passed in so resolution stays testable.
 #[derive(Debug, Clone, Default)]
-pub struct Env {
-    pub tf_workspace: Option<String>,
-    pub sse_customer_key: Option<String>,
+pub(crate) struct Env {
+    pub(crate) tf_workspace: Option<String>,
+    pub(crate) sse_customer_key: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) host: String,
+    pub(crate) ci: Option<CiIdentity>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) endpoint_s3: Option<String>,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) step_summary: Option<PathBuf>,
+    pub(crate) failpoint: Option<String>,
+    pub(crate) plain: bool,
+    pub(crate) automated: bool,
+    pub(crate) columns: Option<usize>,
 }
 
 impl Env {
-    pub fn from_process() -> Env {
-        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    /// The one place that reads the process environment.
+    pub(crate) fn from_process() -> Env {
+        let var = |name: &str| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let user = var("USER").or_else(|| var("USERNAME")).or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        });
+        let cache_dir = var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|base| base.join("tfrollback"));
         Env {
             tf_workspace: var("TF_WORKSPACE"),
             sse_customer_key: var("AWS_SSE_CUSTOMER_KEY"),
+            user,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            ci: CiIdentity::from_vars(&var),
+            cache_dir,
+            endpoint_s3: var("AWS_ENDPOINT_URL_S3"),
+            read_timeout: var("TFROLLBACK_READ_TIMEOUT")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| *s > 0.0)
+                .map(Duration::from_secs_f64),
+            step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            failpoint: var("TFROLLBACK_FAILPOINT"),
+            plain: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+                || var("TERM").is_some_and(|t| t == "dumb"),
+            automated: ["CI", "TF_IN_AUTOMATION"]
+                .iter()
+                .any(|name| var(name).is_some_and(|v| v != "0" && v != "false")),
+            columns: var("COLUMNS").and_then(|c| c.parse().ok()),
+        }
+    }
+
+    pub(crate) fn terminal(&self) -> Terminal {
+        Terminal {
+            plain: self.plain,
+            automated: self.automated,
+            columns: self.columns,
         }
     }
 }
 
 impl Settings {
-    pub fn resolve(args: &GlobalArgs, env: &Env) -> Result<Settings, SettingsError> {
+    pub(crate) fn resolve(args: &GlobalArgs, env: &Env) -> Result<Settings, SettingsError> {
         let workdir = args.chdir.clone();
         if !workdir.is_dir() {
             return Err(SettingsError::NoWorkdir {
@@ -175,6 +199,10 @@ impl Settings {
             (None, None, Some(true)) => Encryption::Aes256,
             _ => Encryption::None,
         };
+        let endpoint = merged
+            .endpoint_s3
+            .clone()
+            .or_else(|| env.endpoint_s3.clone());
         Ok(Settings {
             workdir,
             backend: Backend {
@@ -194,6 +222,16 @@ impl Settings {
                 profile: merged.profile,
             },
             page_size: args.page_size,
+            identity: Identity {
+                user: format!("{}@{}", env.user.as_deref().unwrap_or("unknown"), env.host),
+                host: env.host.clone(),
+                ci: env.ci.clone(),
+            },
+            cache_dir: env.cache_dir.clone(),
+            endpoint,
+            read_timeout: env.read_timeout.unwrap_or(Duration::from_secs(30)),
+            step_summary: env.step_summary.clone(),
+            failpoint: env.failpoint.clone(),
         })
     }
 }

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 #[derive(Debug, thiserror::Error)]
-pub enum TerraformError {
+pub(crate) enum TerraformError {
     #[error("no `{bin}` binary on PATH")]
     NotFound { bin: String },
     #[error("cannot run {bin}: {source}")]
@@ -40,13 +39,13 @@ fn diagnostics_text(diagnostics: &[Diagnostic]) -> String {
 
 /// An error or warning terraform reported.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Diagnostic {
-    pub severity: String,
-    pub summary: String,
+pub(crate) struct Diagnostic {
+    pub(crate) severity: String,
+    pub(crate) summary: String,
     #[serde(default)]
-    pub detail: String,
+    pub(crate) detail: String,
     #[serde(default)]
-    pub address: Option<String>,
+    pub(crate) address: Option<String>,
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -64,7 +63,7 @@ impl std::fmt::Display for Diagnostic {
 
 /// One event of `terraform apply -json`, as far as progress needs it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ApplyEvent {
+pub(crate) enum ApplyEvent {
     Started { address: String, action: String },
     Completed { address: String },
     Errored { address: String },
@@ -73,27 +72,27 @@ pub enum ApplyEvent {
 
 impl PlanSummary {
     /// Whether applying the plan would change anything at all.
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         !self.addresses.is_empty() || !self.outputs.is_empty()
     }
 }
 
 /// Add/change/destroy counts and output changes of a saved plan.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct PlanSummary {
-    pub add: u64,
-    pub change: u64,
-    pub destroy: u64,
+pub(crate) struct PlanSummary {
+    pub(crate) add: u64,
+    pub(crate) change: u64,
+    pub(crate) destroy: u64,
     /// Output name -> action (`create`, `update`, `delete`).
     #[serde(skip)]
-    pub outputs: BTreeMap<String, String>,
+    pub(crate) outputs: BTreeMap<String, String>,
     /// Addresses of the resource instances the plan creates, updates or destroys.
     #[serde(skip)]
-    pub addresses: Vec<String>,
+    pub(crate) addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Terraform {
+pub(crate) struct Terraform {
     bin: PathBuf,
     dir: PathBuf,
     /// Becomes true when tfrollback is asked to stop; the running child then gets SIGINT.
@@ -102,7 +101,7 @@ pub struct Terraform {
 
 impl Terraform {
     /// `--terraform-bin`, else `TFROLLBACK_TERRAFORM`, else `terraform` on PATH.
-    pub fn locate(
+    pub(crate) fn locate(
         flag: Option<&Path>,
         env: Option<OsString>,
         dir: &Path,
@@ -132,7 +131,7 @@ impl Terraform {
         })
     }
 
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.bin
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -152,7 +151,8 @@ impl Terraform {
             .kill_on_drop(false);
         let parent = std::process::id();
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // async-signal-safe functions (prctl, getppid).
+        // async-signal-safe functions (prctl, getppid). The one unsafe block of the crate.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(move || {
                 // If tfrollback dies (even by SIGKILL), terraform is interrupted the way a
@@ -266,7 +266,7 @@ impl Terraform {
     }
 
     /// The version of the binary, from `version -json` (OpenTofu prints the same key).
-    pub async fn version(&mut self) -> Result<String, TerraformError> {
+    pub(crate) async fn version(&mut self) -> Result<String, TerraformError> {
         let args = strings(&["version", "-json"]);
         let (code, stdout, stderr) = self.output(&args).await?;
         if code != 0 {
@@ -284,11 +284,11 @@ impl Terraform {
             })
     }
 
-    pub fn is_initialized(&self) -> bool {
+    pub(crate) fn is_initialized(&self) -> bool {
         self.dir.join(".terraform").is_dir()
     }
 
-    pub async fn init(&mut self) -> Result<(), TerraformError> {
+    pub(crate) async fn init(&mut self) -> Result<(), TerraformError> {
         let args = strings(&["init", "-input=false", "-no-color"]);
         let (code, stdout, stderr) = self.output(&args).await?;
         if code != 0 {
@@ -301,7 +301,7 @@ impl Terraform {
     ///
     /// Whether anything changes is read from the saved plan, never from the exit code:
     /// wrappers such as setup-terraform's turn `-detailed-exitcode`'s 2 into 0.
-    pub async fn plan(
+    pub(crate) async fn plan(
         &mut self,
         var_args: &[String],
         out: &Path,
@@ -324,7 +324,7 @@ impl Terraform {
 
     /// The summary of a saved plan, from `show -json`. Values are not kept: `show -json` prints
     /// sensitive ones in clear.
-    pub async fn show_plan(&mut self, plan: &Path) -> Result<PlanSummary, TerraformError> {
+    pub(crate) async fn show_plan(&mut self, plan: &Path) -> Result<PlanSummary, TerraformError> {
         let args = vec![
             "show".to_string(),
             "-json".to_string(),
@@ -342,7 +342,7 @@ impl Terraform {
 
     /// `apply -json -lock=false PLAN`, reporting each event as it streams in and the child's
     /// pid as soon as it runs (the journal records it).
-    pub async fn apply(
+    pub(crate) async fn apply(
         &mut self,
         plan: &Path,
         on_event: &mut dyn FnMut(ApplyEvent),
@@ -427,7 +427,7 @@ fn unwrap_setup_terraform(bin: PathBuf, cli_path: Option<OsString>) -> PathBuf {
 }
 
 /// Sends SIGINT to a terraform child (and its process group), which makes it stop cleanly.
-pub fn interrupt_child(pid: u32) {
+pub(crate) fn interrupt_child(pid: u32) {
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
     if let Ok(pid) = i32::try_from(pid) {
@@ -457,7 +457,7 @@ fn drain(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
+    args.iter().map(std::string::ToString::to_string).collect()
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -478,7 +478,7 @@ fn first_json<T: serde::de::DeserializeOwned>(stdout: &[u8]) -> Result<T, serde_
 }
 
 /// One line of terraform's `-json` stream.
-pub fn parse_event(line: &str) -> Option<ApplyEvent> {
+pub(crate) fn parse_event(line: &str) -> Option<ApplyEvent> {
     #[derive(Deserialize)]
     struct Line {
         #[serde(rename = "type")]
@@ -523,7 +523,7 @@ pub fn parse_event(line: &str) -> Option<ApplyEvent> {
 
 /// Counts a `show -json` plan the way terraform's own summary does (a replacement is one add
 /// and one destroy).
-pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
+pub(crate) fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
     #[derive(Deserialize)]
     struct Plan {
         #[serde(default)]
@@ -563,7 +563,7 @@ pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
                 true
             }
             // `no-op` and `read` change nothing; anything else (`forget`, ...) does.
-            ["no-op"] | ["read"] => false,
+            ["no-op" | "read"] => false,
             _ => true,
         };
         if counted {
@@ -580,7 +580,7 @@ pub fn parse_plan(json: &[u8]) -> Result<PlanSummary, String> {
 }
 
 /// `-var-file` and `-var` arguments, in the order terraform should read them.
-pub fn var_args(
+pub(crate) fn var_args(
     var_files: &[PathBuf],
     vars: &[String],
     rollback_file: Option<&Path>,
@@ -597,7 +597,7 @@ pub fn var_args(
 }
 
 /// Whether version `a` is newer than `b` (`1.11.4` > `1.9.8`); pre-release suffixes are ignored.
-pub fn is_newer(a: &str, b: &str) -> bool {
+pub(crate) fn is_newer(a: &str, b: &str) -> bool {
     fn parts(v: &str) -> Vec<u64> {
         v.trim_start_matches('v')
             .split(['-', '+'])
@@ -612,15 +612,6 @@ pub fn is_newer(a: &str, b: &str) -> bool {
     a.resize(len, 0);
     b.resize(len, 0);
     a > b
-}
-
-/// Keeps only what a report may show of a value.
-pub fn redact(value: &Value, sensitive: bool) -> Value {
-    if sensitive {
-        Value::String(crate::SENSITIVE.into())
-    } else {
-        value.clone()
-    }
 }
 
 #[cfg(test)]

@@ -3,26 +3,27 @@
 
 use crate::cli::DiffArgs;
 use crate::commands::Context;
-use crate::config::Configuration;
-use crate::diff::diff_states;
 use crate::error::{Error, Exit};
-use crate::mapping::{MappingOptions, map_variables};
+use crate::model::diff::diff_states;
+use crate::model::mapping::{MappingOptions, map_variables};
+use crate::model::{redact, selector};
 use crate::render::{DiffView, Endpoint, VariableView, render_diff};
-use crate::selector;
+use crate::workdir;
 
-pub async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
+pub(crate) async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
     let location = ctx.location();
-    let depth = args
-        .version
-        .depth()
-        .max(args.against.as_ref().map_or(0, |a| a.depth()));
+    let depth = args.version.depth().max(
+        args.against
+            .as_ref()
+            .map_or(0, super::super::model::selector::Selector::depth),
+    );
     let listing = ctx.listing(depth).await?;
     let target = args.version.resolve(&listing, &location)?;
     let from = match &args.against {
         Some(s) => s.resolve(&listing, &location)?.clone(),
         None => selector::current(&listing, &location)?,
     };
-    let config = Configuration::load(&ctx.settings.workdir)?;
+    let config = workdir::configuration(&ctx.settings.workdir)?;
     let (from_text, target_text) = tokio::try_join!(ctx.read_text(&from), ctx.read_text(target))?;
     let (from_state, target_state) = ctx.parse_both(
         (&from.version_id, &from_text),
@@ -43,13 +44,6 @@ pub async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
         target.version_id.as_str(),
     )?;
     let changes = diff_states(&from_state, &target_state);
-    let hide = |v: &serde_json::Value, sensitive: bool| {
-        if sensitive {
-            serde_json::Value::String(crate::SENSITIVE.into())
-        } else {
-            v.clone()
-        }
-    };
     let view = DiffView {
         from: Endpoint {
             version_id: from.version_id.to_string(),
@@ -68,8 +62,8 @@ pub async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
             .iter()
             .map(|v| VariableView {
                 name: v.name.clone(),
-                current: v.current.as_ref().map(|c| hide(c, v.sensitive)),
-                rollback: hide(&v.rollback, v.sensitive),
+                current: v.current.as_ref().map(|c| redact(c, v.sensitive)),
+                rollback: redact(&v.rollback, v.sensitive),
                 source: v.source.describe(),
                 slot: mapping.slot_variable.as_deref() == Some(v.name.as_str()),
             })

@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use crate::cli::HistoryArgs;
 use crate::commands::Context;
+use crate::error::Refusal;
 use crate::error::{Error, Exit};
-use crate::history::{HistoryRecord, HistoryStore};
+use crate::store::history::HistoryRecord;
 
 #[derive(Debug, Serialize)]
 struct HistoryView {
@@ -15,8 +16,8 @@ struct HistoryView {
     records: Vec<HistoryRecord>,
 }
 
-pub async fn run(ctx: &Context, args: &HistoryArgs) -> Result<Exit, Error> {
-    let store = HistoryStore::new(ctx.store.clone());
+pub(crate) async fn run(ctx: &Context, args: &HistoryArgs) -> Result<Exit, Error> {
+    let store = &ctx.store.history;
     let Some(operation) = &args.operation else {
         let view = HistoryView {
             location: ctx.location(),
@@ -30,25 +31,21 @@ pub async fn run(ctx: &Context, args: &HistoryArgs) -> Result<Exit, Error> {
             let record = found.remove(0);
             ctx.emit(&record, render_one)
         }
-        0 => Err(Error::Refused {
-            reason: format!(
-                "no operation {operation} in the history of {}",
-                ctx.location()
-            ),
-            hint: "`tfrollback history` lists the operations and their ids".into(),
-            usage: false,
-        }),
-        n => Err(Error::Refused {
-            reason: format!("{n} operations start with {operation}"),
-            hint: "give more of the operation id".into(),
-            usage: true,
-        }),
+        0 => Err(Refusal::UnknownOperation {
+            operation: operation.clone(),
+            location: ctx.location(),
+        }
+        .into()),
+        count => Err(Refusal::AmbiguousOperation {
+            operation: operation.clone(),
+            count,
+        }
+        .into()),
     }
 }
 
-fn version(v: &Option<crate::journal::VersionRef>) -> String {
-    v.as_ref()
-        .map(|v| format!("{} (serial {})", v.version_id, v.serial))
+fn version(v: Option<&crate::model::selector::VersionRef>) -> String {
+    v.map(|v| format!("{} (serial {})", v.version_id, v.serial))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -70,8 +67,8 @@ fn render_list(view: &HistoryView) -> String {
             r.operation_id,
             r.who.describe(),
             r.duration_ms,
-            version(&r.from),
-            version(&r.to),
+            version(r.from.as_ref()),
+            version(r.to.as_ref()),
         );
         if let Some(e) = &r.error {
             let first = e.lines().next().unwrap_or_default();
@@ -99,8 +96,8 @@ fn render_one(r: &HistoryRecord) -> String {
         crate::render::human_time(&r.started_at),
         r.duration_ms
     );
-    let _ = writeln!(out, "From       {}", version(&r.from));
-    let _ = writeln!(out, "To         {}", version(&r.to));
+    let _ = writeln!(out, "From       {}", version(r.from.as_ref()));
+    let _ = writeln!(out, "To         {}", version(r.to.as_ref()));
     if let Some(e) = &r.error {
         let _ = writeln!(out, "Error      {e}");
     }

@@ -1,17 +1,17 @@
 //! `tfrollback list`: every version of the state object, newest first, with what each recorded.
 
-use crate::cache::SummaryCache;
 use crate::cli::ListArgs;
-use crate::commands::{Context, summary_map, version_view};
+use crate::commands::Context;
+use crate::commands::versions::summary_map;
 use crate::error::{Error, Exit};
-use crate::render::{ListView, render_list};
-use crate::selector;
-use crate::summaries::summaries;
+use crate::model::selector;
+use crate::render::{ListView, render_list, version_view};
+use crate::store::summaries::summaries;
 
-pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
+pub(crate) async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
     let mut listing = ctx.listing(0).await?;
     if listing.versions.is_empty() {
-        return Err(crate::selector::SelectorError::Empty {
+        return Err(crate::model::selector::SelectorError::Empty {
             location: ctx.location(),
         }
         .into());
@@ -20,9 +20,9 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
         listing.versions.truncate(limit);
     }
     let versions = listing.versions.clone();
-    let mut cache = SummaryCache::open(ctx.endpoint.as_deref(), &ctx.location(), !args.no_cache);
+    let mut cache = ctx.store.summary_cache(!args.no_cache);
     let bar = ctx.printer.bar("reading versions");
-    let infos = summaries(&ctx.store, &versions, &mut cache, &bar).await?;
+    let infos = summaries(&ctx.store.objects, &versions, &mut cache, &bar).await?;
     listing.intermediate = selector::intermediate(&versions, &summary_map(&versions, &infos));
     if let Err(e) = cache.save() {
         tracing::warn!("could not write the summary cache: {e}");
@@ -39,6 +39,6 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
             .map(|(v, info)| version_view(v, info, slot_var.as_deref(), &listing))
             .collect(),
     };
-    let width = crate::render::table_width();
+    let width = ctx.printer.columns;
     ctx.emit(&view, |v| render_list(v, width, jiff::Timestamp::now()))
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::cli::{MarkArgs, UnmarkArgs};
 use crate::commands::Context;
 use crate::error::{Error, Exit};
-use crate::marks::{Mark, MarkStore};
+use crate::store::marks::Mark;
 
 #[derive(Debug, Serialize)]
 struct MarkView {
@@ -29,7 +29,7 @@ fn render(v: &MarkView) -> String {
     }
 }
 
-pub async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> {
+pub(crate) async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> {
     let listing = ctx.listing(args.version.depth()).await?;
     let version = args.version.resolve(&listing, &ctx.location())?;
     if version.delete_marker {
@@ -37,12 +37,13 @@ pub async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> {
             version: version.version_id.clone(),
         });
     }
-    MarkStore::new(ctx.store.clone())
+    ctx.store
+        .marks
         .mark(Mark {
             version_id: version.version_id.clone(),
             label: args.label.clone(),
             note: args.note.clone(),
-            who: crate::lock::who(),
+            who: ctx.settings.identity.user.clone(),
             at: jiff::Timestamp::now().to_string(),
         })
         .await?;
@@ -56,10 +57,12 @@ pub async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> {
     ctx.emit(&view, render)
 }
 
-pub async fn unmark(ctx: &Context, args: &UnmarkArgs) -> Result<Exit, Error> {
+pub(crate) async fn unmark(ctx: &Context, args: &UnmarkArgs) -> Result<Exit, Error> {
     let listing = ctx.listing(args.version.depth()).await?;
     let version = args.version.resolve(&listing, &ctx.location())?;
-    let changed = MarkStore::new(ctx.store.clone())
+    let changed = ctx
+        .store
+        .marks
         .unmark(&version.version_id, &args.label)
         .await?;
     let view = MarkView {

@@ -3,36 +3,44 @@
 //! failed rollback would; the lock is released only when it is this operation's own.
 
 use crate::cli::RecoverArgs;
-use crate::commands::Context;
-use crate::error::{Error, Exit};
-use crate::history::Audit;
-use crate::journal::{Journal, JournalStore, StepStatus};
+use crate::commands::audit::Audit;
+use crate::commands::{Context, Outcome};
+use crate::error::{Error, Exit, Refusal};
 use crate::operation::Operation;
-use crate::report::{Report, Status};
+use crate::operation::report::{Report, Status};
+use crate::store::journal::{Step, StepStatus};
 
-pub async fn run(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result<Exit, Error> {
-    let journals = JournalStore::new(ctx.store.clone(), &ctx.settings.workdir);
-    let Some(journal) = journals.load().await? else {
-        let report = empty_report(ctx);
+pub(crate) async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Outcome, Error> {
+    let mut audit = Audit::new("recover".into());
+    let result = recover(ctx, args, &mut audit).await.map(Outcome::Done);
+    audit.conclude(ctx, &result).await;
+    result
+}
+
+async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result<Exit, Error> {
+    let Some(journal) = ctx.store.journals.load().await? else {
+        let mut report = Report::detached(
+            Status::NothingToRecover,
+            "recover".into(),
+            None,
+            ctx.location(),
+        );
+        report.operation_id = String::new();
+        report.next =
+            vec!["No unfinished rollback was found; `tfrollback status` shows the lock.".into()];
         audit.report(&report);
-        ctx.emit(&report, Report::text)?;
-        return Ok(Exit::Ok);
+        return ctx.emit(&report, Report::text);
     };
-    audit.operation_id = Some(journal.operation_id.clone());
-    audit.command = format!("recover ({})", journal.command);
-    audit.to = Some(journal.target.clone());
-    if let Some(pid) = journal.terraform_pid {
-        let here = gethostname::gethostname().to_string_lossy().into_owned();
-        if journal.host == here && terraform_running(pid) {
-            return Err(Error::Refused {
-                reason: format!("terraform (pid {pid}) started by the interrupted rollback is still running"),
-                hint: "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
-                usage: false,
-            });
-        }
+    let command = format!("recover ({})", journal.command);
+    audit.recovering(&journal, command.clone());
+    if let Some(pid) = journal.terraform_pid
+        && journal.host == ctx.settings.identity.host
+        && terraform_running(pid)
+    {
+        return Err(Refusal::TerraformStillRunning { pid }.into());
     }
 
-    let mut op = Operation::resume(ctx, journal);
+    let mut op = Operation::resume(ctx.engine(), journal);
     let interrupted_command = op.journal.command.clone();
     let adopted = op.adopt_lock(String::new(), args.lock_timeout).await?;
     ctx.printer.note(&format!(
@@ -52,14 +60,14 @@ pub async fn run(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
     // whole, and what the user asked for is either done or not done. Nothing to undo.
     let is_restore = interrupted_command.starts_with("restore ");
     if is_restore {
-        op.skip("recover");
+        op.skip(Step::Recover);
         let now = op.current().await?;
         ctx.printer.note(&format!(
             "recover    the interrupted restore left the state whole (current version {}); releasing its lock",
             now.version_id.map(|v| v.to_string()).unwrap_or_default()
         ));
     } else if op.journal.apply_started() && op.journal.snapshot.is_some() {
-        op.begin("recover").await?;
+        op.begin(Step::Recover).await?;
         match op.restore_snapshot().await {
             Ok((version, left)) => {
                 ctx.printer.note(&match &version {
@@ -78,33 +86,19 @@ pub async fn run(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
             }
         }
     } else {
-        op.skip("recover");
+        op.skip(Step::Recover);
         ctx.printer.note("recover    the interrupted rollback never reached the apply: the state was not changed");
     }
-    op.begin("unlock").await?;
+    op.begin(Step::Unlock).await?;
     op.close().await?;
 
     let mut report = Report::new(Status::Recovered, &op.journal, ctx.location());
-    report.command = format!("recover ({interrupted_command})");
+    report.command = command;
     report.new_version_id = new_version_id;
     report.orphans = orphans;
     report.next = next;
     audit.report(&report);
-    ctx.emit(&report, Report::text)?;
-    Ok(Exit::Ok)
-}
-
-fn empty_report(ctx: &Context) -> Report {
-    let mut report = Report::new(
-        Status::NothingToRecover,
-        &Journal::detached("recover"),
-        ctx.location(),
-    );
-    report.target = None;
-    report.operation_id = String::new();
-    report.next =
-        vec!["No unfinished rollback was found; `tfrollback status` shows the lock.".into()];
-    report
+    ctx.emit(&report, Report::text)
 }
 
 /// Whether `pid` is alive and is a terraform or tofu process (not a reused pid).

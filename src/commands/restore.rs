@@ -7,80 +7,100 @@
 use std::time::Instant;
 
 use crate::cli::RestoreArgs;
-use crate::commands::{
-    Context, Endpoints, absolute, confirm, prepare_terraform, require_answerable, user_var_files,
-};
-use crate::diff::diff_states;
-use crate::error::{Error, Exit};
-use crate::fsx;
-use crate::history::Audit;
-use crate::journal::{LOCAL_DIR, StepRecord, StepStatus, VersionRef};
-use crate::operation::{self, Operation};
+use crate::commands::audit::Audit;
+use crate::commands::preflight::{Endpoints, Resolved, prepare_terraform, user_var_files};
+use crate::commands::prompt::{approve, require_answerable};
+use crate::commands::{Context, Outcome};
+use crate::error::{Error, Exit, Refusal};
+use crate::model::diff::diff_states;
+use crate::model::selector::{VersionId, VersionRef};
+use crate::operation::report::{PlanCounts, Report, Status};
+use crate::operation::signals::interrupts;
+use crate::operation::{Operation, Verb};
 use crate::render::{DiffView, Endpoint, render_diff};
-use crate::report::{PlanCounts, Report, Status};
+use crate::store::fsx;
+use crate::store::journal::{Step, StepStatus};
 use crate::terraform::{self, Terraform};
 
-pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result<Exit, Error> {
-    let interrupt = operation::interrupts();
+pub(crate) async fn run(ctx: &Context, args: &RestoreArgs) -> Result<Outcome, Error> {
+    let command = Verb::Restore.command(&args.version);
+    let mut audit = Audit::reported(command.clone(), args.run.report.clone());
+    let result = restore(ctx, args, command, &mut audit).await;
+    audit.conclude(ctx, &result).await;
+    result
+}
+
+async fn restore(
+    ctx: &Context,
+    args: &RestoreArgs,
+    command: String,
+    audit: &mut Audit,
+) -> Result<Outcome, Error> {
+    let interrupt = interrupts();
     let started = Instant::now();
-    require_answerable(args.run.auto_approve, args.dry_run)?;
+    require_answerable(ctx.terminal, args.run.auto_approve, args.dry_run)?;
     let location = ctx.location();
-    let ends = Endpoints::read(ctx, &args.version, "restore").await?;
+    let ends = match Endpoints::read(ctx, &args.version, "restore").await? {
+        Resolved::Endpoints(ends) => ends,
+        Resolved::AlreadyThere { reason } => return Ok(Outcome::NothingToDo { reason }),
+    };
     let (current, target) = (&ends.current, &ends.target);
     let (current_state, target_state) = ends.states(ctx, args.allow_lineage_change)?;
     let target_ref = VersionRef {
-        version_id: target.version_id.to_string(),
+        version_id: target.version_id.clone(),
         serial: target_state.serial,
     };
     audit.from = Some(VersionRef {
-        version_id: current.version_id.to_string(),
+        version_id: current.version_id.clone(),
         serial: current_state.serial,
     });
     audit.to = Some(target_ref.clone());
 
-    let changes = diff_states(&current_state, &target_state);
-    let view = DiffView {
-        from: Endpoint {
-            version_id: current.version_id.to_string(),
-            serial: current_state.serial,
-            current: true,
-        },
-        to: Endpoint {
-            version_id: target.version_id.to_string(),
-            serial: target_state.serial,
-            current: target.is_latest,
-        },
-        outputs: changes.outputs,
-        resources: changes.resources,
-        variables: vec![],
-        skipped_variables: vec![],
-        location: location.clone(),
-    };
     if same_content(&ends.current_text, &ends.target_text) {
         ctx.printer.note(&format!(
             "version {} holds the current content already: nothing to restore",
             target.version_id
         ));
-        let mut report = Report::new(
+        return Ok(Outcome::Done(early(
+            ctx,
+            audit,
             Status::AlreadyAtTarget,
-            &empty_journal(&target_ref),
-            location,
-        );
-        report.command = format!("restore {}", target.version_id);
-        audit.report(&report);
-        ctx.emit(&report, Report::text)?;
-        return Ok(Exit::Ok);
+            &command,
+            target_ref,
+            vec![],
+        )?));
     }
     if !ctx.printer.json {
+        let changes = diff_states(&current_state, &target_state);
+        let view = DiffView {
+            from: Endpoint {
+                version_id: current.version_id.to_string(),
+                serial: current_state.serial,
+                current: true,
+            },
+            to: Endpoint {
+                version_id: target.version_id.to_string(),
+                serial: target_state.serial,
+                current: target.is_latest,
+            },
+            outputs: changes.outputs,
+            resources: changes.resources,
+            variables: vec![],
+            skipped_variables: vec![],
+            location: location.clone(),
+        };
         ctx.printer.note(&render_diff(&view));
     }
     if args.dry_run {
-        let mut report = Report::new(Status::Planned, &empty_journal(&target_ref), location);
-        report.command = format!("restore {}", target.version_id);
-        report.next = vec!["Dry run: nothing was written.".into()];
-        audit.report(&report);
-        ctx.emit(&report, Report::text)?;
-        return Ok(Exit::Ok);
+        let next = vec!["Dry run: nothing was written.".into()];
+        return Ok(Outcome::Done(early(
+            ctx,
+            audit,
+            Status::Planned,
+            &command,
+            target_ref,
+            next,
+        )?));
     }
 
     let mut terraform = if args.no_plan {
@@ -98,129 +118,123 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, audit: &mut Audit) -> Result
         )
     };
     let var_args = terraform::var_args(&user_var_files(&args.var_files)?, &args.vars, None);
-    let target_body = ends.target_text.as_bytes();
 
-    let mut op = Operation::new(ctx, format!("restore {}", target.version_id), target_ref);
-    audit.operation_id = Some(op.journal.operation_id.clone());
-    op.journal.steps.push(StepRecord {
-        name: "preflight".into(),
-        status: StepStatus::Ok,
-        started_at: jiff::Timestamp::now().to_string(),
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
-    op.begin("lock").await?;
+    let mut op = Operation::new(ctx.engine(), command, target_ref, started);
+    audit.operation(&op.journal);
     let tf_version = terraform
         .as_ref()
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    if let Err(e) = op
-        .lock(
-            format!("tfrollback restore {}", target.version_id),
-            tf_version,
-            args.run.lock_timeout,
-        )
-        .await
-    {
-        op.finish_step(StepStatus::Failed);
-        op.close().await.ok();
-        return Err(e);
-    }
+    op.start(tf_version, args.run.lock_timeout).await?;
     let result = locked(
-        ctx,
         args,
         &mut op,
-        target_body,
+        ends.target_text.as_bytes(),
         terraform.as_mut().map(|(tf, _)| tf),
         &var_args,
     )
     .await;
-    let (new_version, plan, plan_error) = match result {
+    let restored = match result {
         Ok(done) => done,
-        Err(e) => {
-            op.finish_step(StepStatus::Failed);
-            if let Err(close) = op.close().await {
-                ctx.printer.note(&format!("warning: {}", close.render()));
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(op.abort(e).await),
     };
-    op.begin("unlock").await?;
+    op.begin(Step::Unlock).await?;
     op.close().await?;
     let mut report = Report::new(Status::RestoredState, &op.journal, location);
-    report.new_version_id = new_version;
-    report.plan = plan;
-    report.error = plan_error;
-    report.next = vec![match &report.plan {
+    report.new_version_id = restored.new_version;
+    report.error = restored.plan_error;
+    report.next = vec![match &restored.plan {
         Some(p) if p.add + p.change + p.destroy > 0 => "The restored state differs from the real infrastructure: review `terraform plan` before the next apply.".into(),
         Some(_) => "terraform plan shows no changes: state and infrastructure agree.".into(),
         None => "Run `terraform plan` to see what the restored state implies for the real infrastructure.".into(),
     }];
-    if let Err(e) = report.publish(args.run.report.as_deref()) {
+    report.plan = restored.plan;
+    if let Err(e) = report.publish(
+        args.run.report.as_deref(),
+        ctx.settings.step_summary.as_deref(),
+    ) {
         ctx.printer
             .note(&format!("warning: could not write the report: {e}"));
     }
     audit.report(&report);
     ctx.emit(&report, Report::text)?;
-    Ok(Exit::Ok)
+    Ok(Outcome::Done(Exit::Ok))
 }
 
-type Restored = (Option<String>, Option<PlanCounts>, Option<String>);
+/// The report of a restore that ended before any operation began.
+fn early(
+    ctx: &Context,
+    audit: &mut Audit,
+    status: Status,
+    command: &str,
+    target: VersionRef,
+    next: Vec<String>,
+) -> Result<Exit, Error> {
+    let mut report = Report::detached(status, command.to_string(), Some(target), ctx.location());
+    report.next = next;
+    audit.report(&report);
+    ctx.emit(&report, Report::text)
+}
+
+/// What the locked part did.
+struct Restored {
+    new_version: Option<VersionId>,
+    plan: Option<PlanCounts>,
+    /// The follow-up plan failed: the restore stands, the plan's error is reported.
+    plan_error: Option<String>,
+}
 
 async fn locked(
-    ctx: &Context,
     args: &RestoreArgs,
     op: &mut Operation<'_>,
     target_body: &[u8],
     terraform: Option<&mut Terraform>,
     var_args: &[String],
 ) -> Result<Restored, Error> {
-    op.begin("snapshot").await?;
+    let printer = op.printer();
+    op.begin(Step::Snapshot).await?;
     let snapshot = op.snapshot().await?;
-    ctx.printer.note(&format!(
+    printer.note(&format!(
         "snapshot   {} (serial {})",
         snapshot.file, snapshot.serial
     ));
-    op.begin("confirm").await?;
-    if !args.run.auto_approve
-        && !confirm(&format!(
+    op.begin(Step::Confirm).await?;
+    approve(
+        args.run.auto_approve,
+        &format!(
             "Write version {} as the current state? [y/N] ",
             op.journal.target.version_id
-        ))
-        .await
-    {
-        return Err(Error::Refused {
-            reason: "restore cancelled; nothing was changed".into(),
-            hint: "run the command again to retry".into(),
-            usage: false,
-        });
-    }
-    op.begin("restore").await?;
+        ),
+        "restore",
+    )
+    .await?;
+    op.begin(Step::Restore).await?;
     let current = op.current().await?;
-    if current.version_id.as_ref().map(|v| v.as_str()) != Some(snapshot.version_id.as_str()) {
-        return Err(Error::Refused {
-            reason: "the state changed after the snapshot was taken; nothing was overwritten"
-                .into(),
-            hint: "someone wrote the state without the lock: run `tfrollback list` and try again"
-                .into(),
-            usage: false,
-        });
+    if current.version_id.as_ref() != Some(&snapshot.version_id) {
+        return Err(Refusal::ChangedAfterSnapshot.into());
     }
     let written = op.write_state(target_body, &current).await?;
-    let new_version = written.version_id.map(|v| v.to_string());
-    ctx.printer.note(&format!(
+    let new_version = written.version_id;
+    printer.note(&format!(
         "restore    written as version {}",
-        new_version.as_deref().unwrap_or("(unknown)")
+        new_version
+            .as_ref()
+            .map_or_else(|| "(unknown)".to_string(), VersionId::to_string)
     ));
 
     let Some(terraform) = terraform else {
-        op.skip("plan");
-        return Ok((new_version, None, None));
+        op.skip(Step::Plan);
+        return Ok(Restored {
+            new_version,
+            plan: None,
+            plan_error: None,
+        });
     };
-    op.begin("plan").await?;
-    let plans = ctx.settings.workdir.join(LOCAL_DIR).join("plans");
-    let plan_file = absolute(&plans.join(format!("{}.tfplan", op.journal.operation_id)));
+    op.begin(Step::Plan).await?;
+    let plan_file = op.local_file("plans", ".tfplan");
     let planned = async {
-        fsx::create_private_dir(&plans).map_err(|source| Error::Write {
+        let plans = plan_file.parent().unwrap_or(&plan_file);
+        fsx::create_private_dir(plans).map_err(|source| Error::Write {
             path: plans.display().to_string(),
             source,
         })?;
@@ -233,24 +247,28 @@ async fn locked(
     }
     .await;
     let _ = std::fs::remove_file(&plan_file);
-    match planned {
+    Ok(match planned {
         Ok(counts) => {
-            ctx.printer.note(&format!(
+            printer.note(&format!(
                 "plan       {} to add, {} to change, {} to destroy",
                 counts.add, counts.change, counts.destroy
             ));
-            Ok((new_version, Some(counts), None))
+            Restored {
+                new_version,
+                plan: Some(counts),
+                plan_error: None,
+            }
         }
         // The restore is done; a plan that cannot run is reported, not undone.
         Err(e) => {
             op.finish_step(StepStatus::Failed);
-            Ok((
+            Restored {
                 new_version,
-                None,
-                Some(format!("the follow-up plan failed: {}", e.render())),
-            ))
+                plan: None,
+                plan_error: Some(format!("the follow-up plan failed: {}", e.render())),
+            }
         }
-    }
+    })
 }
 
 /// The same state but for the serial.
@@ -264,11 +282,4 @@ fn same_content(a: &str, b: &str) -> bool {
             })
     };
     matches!((parse(a), parse(b)), (Some(x), Some(y)) if x == y)
-}
-
-fn empty_journal(target: &VersionRef) -> crate::journal::Journal {
-    crate::journal::Journal {
-        target: target.clone(),
-        ..crate::journal::Journal::detached("")
-    }
 }

@@ -1,38 +1,36 @@
 //! `tfrollback show VERSION`: one version's metadata and outputs.
 
-use crate::cache::SummaryCache;
 use crate::cli::ShowArgs;
-use crate::commands::{Context, version_view};
+use crate::commands::Context;
 use crate::error::{Error, Exit};
-use crate::render::render_version;
-use crate::summaries::summarize;
+use crate::render::{render_version, version_view};
+use crate::store::summaries::summarize;
 
-pub async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
+pub(crate) async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
     let listing = ctx.listing(args.version.depth()).await?;
     let version = args.version.resolve(&listing, &ctx.location())?;
     let info = if version.delete_marker {
         None
     } else {
-        let mut cache = SummaryCache::open(ctx.endpoint.as_deref(), &ctx.location(), true);
-        let info = match cache.get(&version.version_id) {
-            Some(hit) => hit.clone(),
-            None => {
-                let fresh = summarize(&ctx.store, &version.version_id).await?;
-                cache.insert(version.version_id.clone(), fresh.clone());
-                if let Err(e) = cache.save() {
-                    tracing::warn!("could not write the summary cache: {e}");
-                }
-                fresh
+        let mut cache = ctx.store.summary_cache(true);
+        let info = if let Some(hit) = cache.get(&version.version_id) {
+            hit.clone()
+        } else {
+            let fresh = summarize(&ctx.store.objects, &version.version_id).await?;
+            cache.insert(version.version_id.clone(), fresh.clone());
+            if let Err(e) = cache.save() {
+                tracing::warn!("could not write the summary cache: {e}");
             }
+            fresh
         };
-        if let crate::cache::Cached::Unreadable(reason) = &info {
+        if let crate::store::cache::Cached::Unreadable(reason) = &info {
             return Err(Error::State {
                 version: version.version_id.clone(),
                 location: ctx.location(),
-                source: if *reason == crate::state::StateError::Encrypted.to_string() {
-                    crate::state::StateError::Encrypted
+                source: if *reason == crate::model::state::StateError::Encrypted.to_string() {
+                    crate::model::state::StateError::Encrypted
                 } else {
-                    crate::state::StateError::Known {
+                    crate::model::state::StateError::Known {
                         reason: reason.clone(),
                     }
                 },

@@ -6,30 +6,27 @@ use serde::Serialize;
 
 use crate::commands::Context;
 use crate::error::{Error, Exit};
-use crate::journal::{Journal, JournalStore};
-use crate::lock::{LockInfo, LockTable, Locker};
+use crate::store::journal::Journal;
+use crate::store::lock::LockInfo;
 
 #[derive(Debug, Serialize)]
-pub struct StatusView {
-    pub location: String,
-    pub lock: Option<LockInfo>,
-    pub lock_configured: bool,
-    pub unfinished: Option<Journal>,
+pub(crate) struct StatusView {
+    pub(crate) location: String,
+    pub(crate) lock: Option<LockInfo>,
+    pub(crate) lock_configured: bool,
+    pub(crate) unfinished: Option<Journal>,
 }
 
-pub async fn run(ctx: &Context) -> Result<Exit, Error> {
-    let backend = &ctx.settings.backend;
-    let table = LockTable::new(&ctx.aws, backend);
-    let locker = Locker::new(ctx.store.clone(), table, backend.use_lockfile);
-    let journals = JournalStore::new(ctx.store.clone(), &ctx.settings.workdir);
+pub(crate) async fn run(ctx: &Context) -> Result<Exit, Error> {
+    let store = &ctx.store;
     let (lock, unfinished) = tokio::try_join!(
-        async { locker.holder().await.map_err(Error::from) },
-        async { journals.load().await.map_err(Error::from) }
+        async { store.locker.holder().await.map_err(Error::from) },
+        async { store.journals.load().await.map_err(Error::from) }
     )?;
     let view = StatusView {
         location: ctx.location(),
         lock,
-        lock_configured: locker.enabled(),
+        lock_configured: store.locker.enabled(),
         unfinished,
     };
     ctx.emit(&view, render)

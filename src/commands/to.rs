@@ -9,21 +9,25 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::cli::ToArgs;
-use crate::commands::{
-    Context, Endpoints, absolute, confirm, lineage_error, prepare_terraform, require_answerable,
-    user_var_files,
+use crate::commands::audit::Audit;
+use crate::commands::preflight::{
+    Endpoints, Resolved, prepare_terraform, same_lineage, user_var_files,
 };
-use crate::config::Configuration;
-use crate::error::{Error, Exit};
-use crate::fsx;
-use crate::history::Audit;
-use crate::journal::{LOCAL_DIR, StepRecord, StepStatus, VersionRef};
-use crate::mapping::{self, Mapping, MappingOptions, Source};
-use crate::operation::{self, Operation};
-use crate::report::{PlanCounts, Report, Status, StepView, VariableChange};
-use crate::selector::ObjectVersion;
-use crate::state::Output;
-use crate::terraform::{self, ApplyEvent, Terraform};
+use crate::commands::prompt::{approve, require_answerable};
+use crate::commands::{Context, Outcome};
+use crate::error::{Error, Exit, Refusal};
+use crate::model::diff::Orphan;
+use crate::model::mapping::{self, Mapping, MappingOptions, Source};
+use crate::model::redact;
+use crate::model::selector::{ObjectVersion, VersionId, VersionRef};
+use crate::model::state::Output;
+use crate::operation::report::{PlanCounts, Report, Status, VariableChange};
+use crate::operation::signals::interrupts;
+use crate::operation::{Operation, Verb};
+use crate::store::fsx::{self, absolute};
+use crate::store::journal::{Step, StepStatus};
+use crate::terraform::{self, ApplyEvent, PlanSummary, Terraform};
+use crate::workdir;
 
 /// What preflight established; nothing has been changed yet.
 struct Prepared {
@@ -31,8 +35,7 @@ struct Prepared {
     target_serial: u64,
     target_lineage: String,
     target_outputs: BTreeMap<String, Output>,
-    current: ObjectVersion,
-    current_serial: u64,
+    current: VersionRef,
     mapping: Mapping,
     terraform: Terraform,
     terraform_version: String,
@@ -41,48 +44,39 @@ struct Prepared {
     var_file: PathBuf,
 }
 
-pub async fn run(ctx: &Context, args: &ToArgs, audit: &mut Audit) -> Result<Exit, Error> {
-    let interrupt = operation::interrupts();
-    let started = Instant::now();
-    let prepared = preflight(ctx, args, interrupt.clone()).await?;
-    audit.from = Some(VersionRef {
-        version_id: prepared.current.version_id.to_string(),
-        serial: prepared.current_serial,
-    });
+pub(crate) async fn run(ctx: &Context, args: &ToArgs) -> Result<Outcome, Error> {
+    let command = Verb::To.command(&args.version);
+    let mut audit = Audit::reported(command.clone(), args.run.report.clone());
+    let result = roll_back(ctx, args, command, &mut audit).await;
+    audit.conclude(ctx, &result).await;
+    result
+}
 
-    let command = format!("to {}", prepared.target.version_id);
-    let target_ref = VersionRef {
-        version_id: prepared.target.version_id.to_string(),
+async fn roll_back(
+    ctx: &Context,
+    args: &ToArgs,
+    command: String,
+    audit: &mut Audit,
+) -> Result<Outcome, Error> {
+    let interrupt = interrupts();
+    let started = Instant::now();
+    let prepared = match preflight(ctx, args, interrupt.clone()).await? {
+        Ok(prepared) => prepared,
+        Err(reason) => return Ok(Outcome::NothingToDo { reason }),
+    };
+    audit.from = Some(prepared.current.clone());
+    let target = VersionRef {
+        version_id: prepared.target.version_id.clone(),
         serial: prepared.target_serial,
     };
-    audit.to = Some(target_ref.clone());
-    let mut op = Operation::new(ctx, command.clone(), target_ref);
-    audit.operation_id = Some(op.journal.operation_id.clone());
-    op.journal.steps.push(StepRecord {
-        name: "preflight".into(),
-        status: StepStatus::Ok,
-        started_at: jiff::Timestamp::now().to_string(),
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
+    let mut op = Operation::new(ctx.engine(), command, target, started);
+    audit.operation(&op.journal);
     ctx.printer.note(&format!(
         "preflight  target {} (serial {}), current {}",
         prepared.target.version_id, prepared.target_serial, prepared.current.version_id
     ));
-
-    op.begin("lock").await?;
-    let operation = format!("tfrollback {command}");
-    if let Err(e) = op
-        .lock(
-            operation,
-            prepared.terraform_version.clone(),
-            args.run.lock_timeout,
-        )
-        .await
-    {
-        op.finish_step(StepStatus::Failed);
-        op.close().await.ok();
-        return Err(e);
-    }
+    op.start(prepared.terraform_version.clone(), args.run.lock_timeout)
+        .await?;
     ctx.printer.note("lock       held");
 
     let mut run = Rollback {
@@ -93,24 +87,18 @@ pub async fn run(ctx: &Context, args: &ToArgs, audit: &mut Audit) -> Result<Exit
     };
     match run.locked(&mut op).await {
         Ok(outcome) => finish(ctx, args, op, outcome, audit).await,
-        Err(e) => {
-            // Nothing was applied: release the lock and report the error.
-            op.finish_step(StepStatus::Failed);
-            if let Err(close) = op.close().await {
-                ctx.printer.note(&format!("warning: {}", close.render()));
-            }
-            Err(e)
-        }
+        // Nothing was applied: release the lock and report the error.
+        Err(e) => Err(op.abort(e).await),
     }
 }
 
 /// How the locked part ended.
-struct Outcome {
+struct Ended {
     status: Status,
     plan: Option<PlanCounts>,
-    new_version_id: Option<String>,
+    new_version_id: Option<VersionId>,
     verified: bool,
-    orphans: Vec<crate::report::Orphan>,
+    orphans: Vec<Orphan>,
     error: Option<String>,
     variables: Vec<VariableChange>,
     var_file: Option<String>,
@@ -126,56 +114,20 @@ struct Rollback<'a> {
 impl Rollback<'_> {
     fn check_interrupt(&self) -> Result<(), Error> {
         if *self.interrupt.borrow() {
-            return Err(Error::Refused {
-                reason: "interrupted before the apply; nothing was changed".into(),
-                hint: "run the command again when ready".into(),
-                usage: false,
-            });
+            return Err(Refusal::Interrupted.into());
         }
         Ok(())
     }
 
-    async fn locked(&mut self, op: &mut Operation<'_>) -> Result<Outcome, Error> {
-        let ctx = self.ctx;
-        op.begin("snapshot").await?;
-        let snap = op.snapshot().await?;
-        if snap.version_id != self.prepared.current.version_id.as_str() {
-            ctx.printer
-                .note("note: the state changed while the lock was being taken; checking again");
-            if snap.lineage != self.prepared.target_lineage && !self.args.allow_lineage_change {
-                return Err(lineage_error(&self.prepared.target_lineage, &snap.lineage));
-            }
-        }
-        ctx.printer.note(&format!(
-            "snapshot   {} (serial {})",
-            snap.file, snap.serial
-        ));
+    /// Everything under the lock. An `Err` means nothing was applied; once the apply has
+    /// begun, every ending is an `Ended`.
+    async fn locked(&mut self, op: &mut Operation<'_>) -> Result<Ended, Error> {
+        self.snapshot(op).await?;
         self.check_interrupt()?;
-
-        op.begin("tfvars").await?;
-        let mapping = &self.prepared.mapping;
-        let var_file = write_var_file(&self.prepared.var_file, mapping)?;
-        let variables = variable_changes(mapping);
-        for v in &variables {
-            ctx.printer
-                .note(&format!("tfvars     {} = {}", v.name, v.rollback));
-        }
-        let var_args = terraform::var_args(
-            &self.prepared.user_var_args.0,
-            &self.prepared.user_var_args.1,
-            Some(&var_file),
-        );
-
-        op.begin("plan").await?;
-        let plans = ctx.settings.workdir.join(LOCAL_DIR).join("plans");
-        fsx::create_private_dir(&plans).map_err(|source| Error::Write {
-            path: plans.display().to_string(),
-            source,
-        })?;
-        let plan_file = absolute(&plans.join(format!("{}.tfplan", op.journal.operation_id)));
-        let summary = self.prepared.terraform.plan(&var_args, &plan_file).await?;
-        self.check_interrupt()?;
-        let base = Outcome {
+        let (var_file, var_args, variables) = self.tfvars(op).await?;
+        let plan_file = op.local_file("plans", ".tfplan");
+        let summary = self.plan(op, &var_args, &plan_file).await?;
+        let base = Ended {
             status: Status::AlreadyAtTarget,
             plan: Some(PlanCounts::default()),
             new_version_id: None,
@@ -186,133 +138,173 @@ impl Rollback<'_> {
             var_file: Some(var_file.display().to_string()),
         };
         if !summary.has_changes() {
-            ctx.printer.note(&format!(
+            self.ctx.printer.note(&format!(
                 "plan       no changes: the infrastructure is already at {}",
                 self.prepared.target.version_id
             ));
-            op.skip("confirm");
-            op.skip("apply");
-            op.skip("verify");
+            for step in [Step::Confirm, Step::Apply, Step::Verify] {
+                op.skip(step);
+            }
             let _ = std::fs::remove_file(&plan_file);
-            return Ok(Outcome {
+            return Ok(Ended {
                 verified: true,
                 ..base
             });
         }
-
         let counts = PlanCounts {
             add: summary.add,
             change: summary.change,
             destroy: summary.destroy,
         };
-        ctx.printer.note(&format!(
-            "plan       {} to add, {} to change, {} to destroy{}",
-            counts.add,
-            counts.change,
-            counts.destroy,
-            if summary.outputs.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; outputs changing: {}",
-                    summary
-                        .outputs
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        ));
-        for address in &summary.addresses {
-            ctx.printer.note(&format!("             {address}"));
-        }
-        let base = Outcome {
+        let base = Ended {
             status: Status::Planned,
             plan: Some(counts.clone()),
             ..base
         };
-
-        op.begin("confirm").await?;
+        op.begin(Step::Confirm).await?;
         if self.args.dry_run {
-            ctx.printer
+            self.ctx
+                .printer
                 .note("confirm    --dry-run: stopping before the apply; nothing was changed");
             op.finish_step(StepStatus::Skipped);
-            op.skip("apply");
-            op.skip("verify");
+            op.skip(Step::Apply);
+            op.skip(Step::Verify);
             let _ = std::fs::remove_file(&plan_file);
             return Ok(base);
         }
-        if self.args.run.auto_approve {
-            if counts.destroy > self.args.max_destroy {
-                return Err(Error::Refused {
-                    reason: format!(
-                        "the rollback plan destroys or replaces {} resource(s), more than --max-destroy allows ({})",
-                        counts.destroy, self.args.max_destroy
-                    ),
-                    hint: format!(
-                        "review the plan with `tfrollback to {} --dry-run`, then pass --max-destroy {} if it is intended",
-                        self.args.version, counts.destroy
-                    ),
-                    usage: false,
-                });
-            }
-        } else if !confirm(&format!(
-            "Apply this rollback to {}? [y/N] ",
-            self.prepared.target.version_id
-        ))
-        .await
-        {
-            return Err(Error::Refused {
-                reason: "rollback cancelled; nothing was changed".into(),
-                hint: "run the command again to retry".into(),
-                usage: false,
-            });
-        }
+        self.confirm(&counts).await?;
         self.check_interrupt()?;
 
         // From here on the state may change: failures restore the snapshot.
-        op.begin("apply").await?;
+        op.begin(Step::Apply).await?;
         let applied = self
             .apply(op, &plan_file, summary.addresses.len() as u64)
             .await;
         let _ = std::fs::remove_file(&plan_file);
-        let failure = match applied {
-            Err(e) => Some(e.render()),
-            Ok(()) => {
-                op.begin("verify").await?;
-                match self.verify(op, &var_args).await {
-                    Ok(new_version) => {
-                        return Ok(Outcome {
-                            status: Status::RolledBack,
-                            new_version_id: new_version,
-                            verified: true,
-                            ..base
-                        });
-                    }
-                    Err(e) => Some(e.render()),
+        let failure = if let Err(e) = applied {
+            e.render()
+        } else {
+            op.begin(Step::Verify).await?;
+            match self.verify(op, &var_args).await {
+                Ok(new_version) => {
+                    return Ok(Ended {
+                        status: Status::RolledBack,
+                        new_version_id: new_version,
+                        verified: true,
+                        ..base
+                    });
                 }
+                Err(e) => e.render(),
             }
         };
         op.finish_step(StepStatus::Failed);
-        let error = failure.unwrap_or_default();
-        ctx.printer.note(&error);
-        op.begin("restore").await?;
-        ctx.printer.note("restore    putting the snapshot back");
-        match op.restore_snapshot().await {
-            Ok((new_version, orphans)) => Ok(Outcome {
-                status: Status::Restored,
-                new_version_id: new_version,
-                orphans,
-                error: Some(error),
-                ..base
-            }),
-            Err(e) => Ok(Outcome {
-                status: Status::RestoreFailed,
-                error: Some(format!("{error}\n{}", e.render())),
-                ..base
-            }),
+        self.ctx.printer.note(&failure);
+        restore(op, failure, base).await
+    }
+
+    async fn snapshot(&self, op: &mut Operation<'_>) -> Result<(), Error> {
+        op.begin(Step::Snapshot).await?;
+        let snap = op.snapshot().await?;
+        if snap.version_id != self.prepared.current.version_id {
+            self.ctx
+                .printer
+                .note("note: the state changed while the lock was being taken; checking again");
+            same_lineage(
+                &self.prepared.target_lineage,
+                &snap.lineage,
+                self.args.allow_lineage_change,
+            )?;
         }
+        self.ctx.printer.note(&format!(
+            "snapshot   {} (serial {})",
+            snap.file, snap.serial
+        ));
+        Ok(())
+    }
+
+    /// Writes the rollback var file; returns it, terraform's var arguments, and the changes.
+    async fn tfvars(
+        &self,
+        op: &mut Operation<'_>,
+    ) -> Result<(PathBuf, Vec<String>, Vec<VariableChange>), Error> {
+        op.begin(Step::Tfvars).await?;
+        let mapping = &self.prepared.mapping;
+        let var_file = write_var_file(&self.prepared.var_file, mapping)?;
+        let variables = variable_changes(mapping);
+        for v in &variables {
+            self.ctx
+                .printer
+                .note(&format!("tfvars     {} = {}", v.name, v.rollback));
+        }
+        let var_args = terraform::var_args(
+            &self.prepared.user_var_args.0,
+            &self.prepared.user_var_args.1,
+            Some(&var_file),
+        );
+        Ok((var_file, var_args, variables))
+    }
+
+    async fn plan(
+        &mut self,
+        op: &mut Operation<'_>,
+        var_args: &[String],
+        plan_file: &Path,
+    ) -> Result<PlanSummary, Error> {
+        op.begin(Step::Plan).await?;
+        let plans = plan_file.parent().unwrap_or(plan_file);
+        fsx::create_private_dir(plans).map_err(|source| Error::Write {
+            path: plans.display().to_string(),
+            source,
+        })?;
+        let summary = self.prepared.terraform.plan(var_args, plan_file).await?;
+        self.check_interrupt()?;
+        if summary.has_changes() {
+            self.ctx.printer.note(&format!(
+                "plan       {} to add, {} to change, {} to destroy{}",
+                summary.add,
+                summary.change,
+                summary.destroy,
+                if summary.outputs.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; outputs changing: {}",
+                        summary
+                            .outputs
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ));
+            for address in &summary.addresses {
+                self.ctx.printer.note(&format!("             {address}"));
+            }
+        }
+        Ok(summary)
+    }
+
+    /// `--max-destroy` guards an auto-approved apply; otherwise the person at the terminal
+    /// says yes or the rollback is cancelled.
+    async fn confirm(&self, counts: &PlanCounts) -> Result<(), Error> {
+        if self.args.run.auto_approve && counts.destroy > self.args.max_destroy {
+            return Err(Refusal::TooManyDestroys {
+                destroy: counts.destroy,
+                max: self.args.max_destroy,
+                selector: self.args.version.to_string(),
+            }
+            .into());
+        }
+        approve(
+            self.args.run.auto_approve,
+            &format!(
+                "Apply this rollback to {}? [y/N] ",
+                self.prepared.target.version_id
+            ),
+            "rollback",
+        )
+        .await
     }
 
     async fn apply(
@@ -324,7 +316,7 @@ impl Rollback<'_> {
         let printer = self.ctx.printer.clone();
         let bar = printer.bar("apply");
         bar.set_length(total);
-        let journals = op.journals().clone();
+        let journals = op.store().journals.clone();
         let journal = op.journal.clone();
         let mut pid_write = None;
         let result = self
@@ -369,13 +361,10 @@ impl Rollback<'_> {
         &mut self,
         op: &mut Operation<'_>,
         var_args: &[String],
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<VersionId>, Error> {
         let now = op.current().await?;
         let text = String::from_utf8(now.body).unwrap_or_default();
-        let version = now
-            .version_id
-            .clone()
-            .unwrap_or_else(crate::selector::VersionId::null);
+        let version = now.version_id.clone().unwrap_or_else(VersionId::null);
         let state = self.ctx.parse(&version, &text)?;
         for v in &self.prepared.mapping.variables {
             let Source::Output(path) = &v.source else {
@@ -384,66 +373,69 @@ impl Rollback<'_> {
             let wanted = mapping::lookup(&self.prepared.target_outputs, path).map(|(v, _)| v);
             let got = mapping::lookup(&state.outputs, path).map(|(v, _)| v);
             if wanted != got {
-                return Err(Error::Refused {
-                    reason: format!(
-                        "verification failed: output {path} does not hold the value version {} recorded",
-                        self.prepared.target.version_id
-                    ),
-                    hint: "the configuration may no longer derive that output from variable "
-                        .to_string()
-                        + &v.name,
-                    usage: false,
-                });
+                return Err(Refusal::OutputMismatch {
+                    path: path.clone(),
+                    version: self.prepared.target.version_id.clone(),
+                    variable: v.name.clone(),
+                }
+                .into());
             }
         }
-        let verify_plan = absolute(
-            &self
-                .ctx
-                .settings
-                .workdir
-                .join(LOCAL_DIR)
-                .join("plans")
-                .join(format!("{}-verify.tfplan", op.journal.operation_id)),
-        );
+        let verify_plan = op.local_file("plans", "-verify.tfplan");
         let follow_up = self.prepared.terraform.plan(var_args, &verify_plan).await;
         let _ = std::fs::remove_file(&verify_plan);
         if follow_up?.has_changes() {
-            return Err(Error::Refused {
-                reason: "verification failed: a follow-up plan with the rollback values still shows changes".into(),
-                hint: "run `terraform plan` with the var file to see what does not converge".into(),
-                usage: false,
-            });
+            return Err(Refusal::NotConverged.into());
         }
         self.ctx
             .printer
             .note("verify     outputs match the target; follow-up plan: no changes");
-        Ok(Some(version.to_string()))
+        Ok(Some(version))
     }
+}
+
+/// After a failed apply or verification: the snapshot goes back as the current state.
+async fn restore(op: &mut Operation<'_>, failure: String, base: Ended) -> Result<Ended, Error> {
+    op.begin(Step::Restore).await?;
+    op.printer().note("restore    putting the snapshot back");
+    Ok(match op.restore_snapshot().await {
+        Ok((new_version, orphans)) => Ended {
+            status: Status::Restored,
+            new_version_id: new_version,
+            orphans,
+            error: Some(failure),
+            ..base
+        },
+        Err(e) => Ended {
+            status: Status::RestoreFailed,
+            error: Some(format!("{failure}\n{}", e.render())),
+            ..base
+        },
+    })
 }
 
 async fn finish(
     ctx: &Context,
     args: &ToArgs,
     mut op: Operation<'_>,
-    outcome: Outcome,
+    ended: Ended,
     audit: &mut Audit,
-) -> Result<Exit, Error> {
-    let exit = match outcome.status {
+) -> Result<Outcome, Error> {
+    let exit = match ended.status {
         Status::Restored => Exit::Restored,
         Status::RestoreFailed => Exit::RestoreFailed,
         _ => Exit::Ok,
     };
     let mut next = vec![];
-    if outcome.status == Status::RestoreFailed {
+    if ended.status == Status::RestoreFailed {
         // The lock stays held and the journal unfinished: `recover` continues from here.
         op.finish_step(StepStatus::Failed);
         op.save().await.ok();
-        let snap = op.journal.snapshot.clone();
         next.push(format!(
             "The state lock is still held by this operation ({}) so nobody applies over a broken state.",
             op.journal.operation_id
         ));
-        if let Some(s) = snap {
+        if let Some(s) = &op.journal.snapshot {
             next.push(format!(
                 "The snapshot is saved at {} and is S3 version {} of {}.",
                 s.file,
@@ -453,58 +445,55 @@ async fn finish(
         }
         next.push("Run `tfrollback recover` to put the snapshot back and release the lock.".into());
     } else {
-        op.begin("unlock").await?;
+        op.begin(Step::Unlock).await?;
         op.close().await?;
-        if outcome.status == Status::RolledBack {
+        if ended.status == Status::RolledBack {
             next.push(format!(
                 "Note: the next normal `terraform apply` undoes this rollback unless the values in {} go into your configuration or pipeline variables.",
-                outcome.var_file.clone().unwrap_or_default()
+                ended.var_file.clone().unwrap_or_default()
             ));
         }
-        if outcome.status == Status::Restored {
+        if ended.status == Status::Restored {
             next.push("The infrastructure may be partly changed; run `terraform plan` to see where it stands.".into());
         }
     }
-    let report = Report {
-        status: outcome.status,
-        operation_id: op.journal.operation_id.clone(),
-        command: op.journal.command.clone(),
-        location: ctx.location(),
-        target: Some(op.journal.target.clone()),
-        snapshot: op.journal.snapshot.as_ref().map(|s| VersionRef {
-            version_id: s.version_id.clone(),
-            serial: s.serial,
-        }),
-        new_version_id: outcome.new_version_id,
-        var_file: outcome.var_file,
-        plan: outcome.plan,
-        verified: outcome.verified,
-        orphans: outcome.orphans,
-        variables: outcome.variables,
-        steps: op.journal.steps.iter().map(StepView::from).collect(),
-        error: outcome.error,
-        next,
-    };
-    if let Err(e) = report.publish(args.run.report.as_deref()) {
+    let mut report = Report::new(ended.status, &op.journal, ctx.location());
+    report.new_version_id = ended.new_version_id;
+    report.var_file = ended.var_file;
+    report.plan = ended.plan;
+    report.verified = ended.verified;
+    report.orphans = ended.orphans;
+    report.variables = ended.variables;
+    report.error = ended.error;
+    report.next = next;
+    if let Err(e) = report.publish(
+        args.run.report.as_deref(),
+        ctx.settings.step_summary.as_deref(),
+    ) {
         ctx.printer
             .note(&format!("warning: could not write the report: {e}"));
     }
     audit.report(&report);
     ctx.emit(&report, Report::text)?;
-    Ok(exit)
+    Ok(Outcome::Done(exit))
 }
 
+/// Resolves, reads and checks everything before the lock; `Ok(Err(reason))` when there is
+/// nothing to roll back.
 async fn preflight(
     ctx: &Context,
     args: &ToArgs,
     interrupt: watch::Receiver<bool>,
-) -> Result<Prepared, Error> {
-    require_answerable(args.run.auto_approve, args.dry_run)?;
-    let ends = Endpoints::read(ctx, &args.version, "roll back").await?;
-    let (current, target) = (ends.current.clone(), ends.target.clone());
+) -> Result<Result<Prepared, String>, Error> {
+    require_answerable(ctx.terminal, args.run.auto_approve, args.dry_run)?;
+    let ends = match Endpoints::read(ctx, &args.version, "roll back").await? {
+        Resolved::Endpoints(ends) => ends,
+        Resolved::AlreadyThere { reason } => return Ok(Err(reason)),
+    };
     let (current_state, target_state) = ends.states(ctx, args.allow_lineage_change)?;
+    let target = ends.target.clone();
 
-    let config = Configuration::load(&ctx.settings.workdir)?;
+    let config = workdir::configuration(&ctx.settings.workdir)?;
     let options = MappingOptions {
         maps: args.mapping.maps.clone(),
         slot_var: args.mapping.slot_var.clone(),
@@ -518,28 +507,20 @@ async fn preflight(
         target.version_id.as_str(),
     )?;
     if args.only_slot {
-        let slot = mapping.slot().cloned().ok_or_else(|| Error::Refused {
-            reason: match &mapping.slot_variable {
-                Some(v) => format!(
-                    "version {} recorded no value for the slot variable `{v}`",
-                    target.version_id
-                ),
-                None => "no blue/green slot variable was found in the configuration".into(),
-            },
-            hint: "name it with --slot-var, or map it with --map OUTPUT.PATH=VARIABLE".into(),
-            usage: false,
-        })?;
+        let slot = mapping
+            .slot()
+            .cloned()
+            .ok_or_else(|| Refusal::NoSlotValue {
+                version: target.version_id.clone(),
+                variable: mapping.slot_variable.clone(),
+            })?;
         mapping.variables = vec![slot];
     }
     if mapping.variables.is_empty() {
-        return Err(Error::Refused {
-            reason: format!(
-                "version {} recorded no output that maps to a variable declared in the configuration, so a rollback would change nothing",
-                target.version_id
-            ),
-            hint: "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
-            usage: false,
-        });
+        return Err(Refusal::NothingMapped {
+            version: target.version_id.clone(),
+        }
+        .into());
     }
 
     let (terraform, terraform_version) = prepare_terraform(
@@ -558,19 +539,21 @@ async fn preflight(
             .clone()
             .unwrap_or_else(|| ctx.settings.workdir.join("tfrollback.tfvars.json")),
     );
-    Ok(Prepared {
+    Ok(Ok(Prepared {
         target_serial: target_state.serial,
         target_lineage: target_state.lineage.clone(),
         target_outputs: target_state.outputs.clone(),
+        current: VersionRef {
+            version_id: ends.current.version_id.clone(),
+            serial: current_state.serial,
+        },
         target,
-        current,
-        current_serial: current_state.serial,
         mapping,
         terraform,
         terraform_version,
         user_var_args: (absolute_files, args.vars.clone()),
         var_file,
-    })
+    }))
 }
 
 /// The rollback variables as a JSON var file; 0600 when it holds a sensitive value.
@@ -595,11 +578,8 @@ fn variable_changes(mapping: &Mapping) -> Vec<VariableChange> {
         .iter()
         .map(|v| VariableChange {
             name: v.name.clone(),
-            current: v
-                .current
-                .as_ref()
-                .map(|c| terraform::redact(c, v.sensitive)),
-            rollback: terraform::redact(&v.rollback, v.sensitive),
+            current: v.current.as_ref().map(|c| redact(c, v.sensitive)),
+            rollback: redact(&v.rollback, v.sensitive),
         })
         .collect()
 }

@@ -22,7 +22,7 @@ const GITLAB_CI: &str = "docs/ci/gitlab-ci.yml";
 const RECIPE_TF_DIR: &str = "infra";
 
 /// How long one step (or the GitLab job) may run before the test gives up on it.
-const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+const STEP_TIMEOUT: Duration = Duration::from_mins(5);
 
 // ---------------------------------------------------------------------------------------------
 // A small YAML reader: block mappings, block sequences, `|` literal blocks and plain or quoted

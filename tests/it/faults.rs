@@ -40,7 +40,7 @@ fn spawn(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Child {
 
 /// Waits until the S3 journal satisfies `ready`.
 fn wait_for_journal(sb: &Sandbox, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     loop {
         if let Some(j) = journal(sb)
             && ready(&j)
@@ -89,7 +89,7 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
     for id in before {
         assert!(now.contains(id), "version {id} was lost");
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     loop {
         let run = sb.tfr(&["recover", "--json"]);
         if run.code == 0 {
@@ -306,7 +306,7 @@ fn an_answer_slower_than_the_timeout_fails_cleanly() {
     ));
     let started = Instant::now();
     let run = tfr_via(&sb, &proxy, ROLLBACK, &[("TFROLLBACK_READ_TIMEOUT", "1")]).code(1);
-    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_mins(1));
     assert!(
         run.stderr.contains("timed out") || run.stderr.contains("could not reach S3"),
         "{}",

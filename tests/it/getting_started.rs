@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 const PAGE: &str = "docs/getting-started.md";
 const SECRET: &str = "s3cr3t-hunter2-do-not-print";
-const TIMEOUT: Duration = Duration::from_secs(600);
+const TIMEOUT: Duration = Duration::from_mins(10);
 
 /// The ```sh blocks of a Markdown page, in order.
 fn sh_blocks(markdown: &str) -> Vec<String> {

@@ -31,11 +31,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 
 /// Region every sandbox uses.
-pub const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 
 /// How long one terraform or tfrollback invocation may run before the lab kills it and fails
 /// the test (a hung lock wait must not hang CI). Override with `TFR_LAB_TIMEOUT_SECS`.
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// Variables removed from every child's environment on top of all `AWS_*`, `TF_*` and
 /// `TFROLLBACK_*` ones: they change output or behaviour and must come from the test only.
@@ -52,7 +52,7 @@ const SCRUBBED_VARS: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 
 /// The local AWS endpoint shared by all tests of this binary.
-pub struct Lab {
+pub(crate) struct Lab {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     pub port: u16,
@@ -66,7 +66,7 @@ pub struct Lab {
 static LAB: OnceLock<Lab> = OnceLock::new();
 
 /// The lab's moto server, started on first use.
-pub fn lab() -> &'static Lab {
+pub(crate) fn lab() -> &'static Lab {
     LAB.get_or_init(Lab::start)
 }
 
@@ -145,12 +145,12 @@ impl Lab {
     }
 
     /// Everything moto wrote on stderr so far (request errors, Python tracebacks).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_all(&self.log)
     }
 
     /// Resident memory of the server in KiB (Linux), to watch moto's listing cost in heavy tests.
-    pub fn server_rss_kib(&self) -> Option<u64> {
+    pub(crate) fn server_rss_kib(&self) -> Option<u64> {
         let pid = self.child.lock().unwrap().id();
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -204,7 +204,7 @@ fn command_timeout() -> Duration {
 
 /// How the backend locks the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockStyle {
+pub(crate) enum LockStyle {
     None,
     /// `dynamodb_table` (a fresh table with hash key `LockID`).
     DynamoDb,
@@ -222,7 +222,7 @@ impl LockStyle {
     }
 }
 
-pub struct SandboxBuilder {
+pub(crate) struct SandboxBuilder {
     fixture: String,
     lock: LockStyle,
     versioning: bool,
@@ -232,19 +232,19 @@ pub struct SandboxBuilder {
 
 impl SandboxBuilder {
     /// Default [`LockStyle::DynamoDb`].
-    pub fn lock(mut self, lock: LockStyle) -> Self {
+    pub(crate) fn lock(mut self, lock: LockStyle) -> Self {
         self.lock = lock;
         self
     }
 
     /// Default true. False creates the bucket without versioning.
-    pub fn versioning(mut self, versioning: bool) -> Self {
+    pub(crate) fn versioning(mut self, versioning: bool) -> Self {
         self.versioning = versioning;
         self
     }
 
     /// Default `app/terraform.tfstate`.
-    pub fn key(mut self, key: &str) -> Self {
+    pub(crate) fn key(mut self, key: &str) -> Self {
         self.key = key.to_string();
         self
     }
@@ -252,13 +252,13 @@ impl SandboxBuilder {
     /// Default true: backend.tf holds the whole `backend "s3"` block. False: backend.tf is
     /// `backend "s3" {}` and the settings go to `terraform init` as `-backend-config=K=V`, so
     /// they exist only in `.terraform/terraform.tfstate`.
-    pub fn backend_block(mut self, full: bool) -> Self {
+    pub(crate) fn backend_block(mut self, full: bool) -> Self {
         self.backend_block = full;
         self
     }
 
     /// Creates the bucket (and table), copies the fixture, writes backend.tf, runs init.
-    pub fn build(self) -> Sandbox {
+    pub(crate) fn build(self) -> Sandbox {
         let lab = lab();
         let n = SANDBOX_COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -342,7 +342,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A terraform working directory bound to its own bucket on the lab server.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     /// The terraform working directory (fixture copy + backend.tf).
     pub dir: PathBuf,
     pub bucket: String,
@@ -369,11 +369,11 @@ impl Drop for Sandbox {
 
 impl Sandbox {
     /// A sandbox with the builder's defaults, initialised.
-    pub fn new(fixture: &str) -> Sandbox {
+    pub(crate) fn new(fixture: &str) -> Sandbox {
         Sandbox::builder(fixture).build()
     }
 
-    pub fn builder(fixture: &str) -> SandboxBuilder {
+    pub(crate) fn builder(fixture: &str) -> SandboxBuilder {
         SandboxBuilder {
             fixture: fixture.to_string(),
             lock: LockStyle::DynamoDb,
@@ -386,12 +386,12 @@ impl Sandbox {
     fn root(&self) -> &Path {
         self.root
             .as_ref()
-            .map(|r| r.path())
+            .map(tempfile::TempDir::path)
             .expect("sandbox root is present until drop")
     }
 
     /// The S3 backend settings, in backend.tf order.
-    pub fn backend_settings(&self) -> Vec<(String, String)> {
+    pub(crate) fn backend_settings(&self) -> Vec<(String, String)> {
         let mut settings = vec![
             ("bucket".to_string(), self.bucket.clone()),
             ("key".to_string(), self.key.clone()),
@@ -408,7 +408,7 @@ impl Sandbox {
     }
 
     /// The environment given to terraform and tfrollback (on top of a scrubbed parent env).
-    pub fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         let root = self.root();
         let pairs = [
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
@@ -431,7 +431,7 @@ impl Sandbox {
 
     /// A command for `program` in the sandbox directory with the sandbox environment and
     /// stdin closed; not started. For tests that need to spawn and signal a process.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(&self.dir).stdin(Stdio::null());
         for (name, _) in std::env::vars_os() {
@@ -449,14 +449,14 @@ impl Sandbox {
     }
 
     /// `tfrollback -C DIR ARGS...`, not started.
-    pub fn tfr_command(&self, args: &[&str]) -> Command {
+    pub(crate) fn tfr_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command(env!("CARGO_BIN_EXE_tfrollback"));
         cmd.arg("-C").arg(&self.dir).args(args);
         cmd
     }
 
     /// `terraform ARGS...` in the sandbox directory.
-    pub fn terraform(&self, args: &[&str]) -> Run {
+    pub(crate) fn terraform(&self, args: &[&str]) -> Run {
         let mut cmd = self.command("terraform");
         cmd.args(args);
         Run::capture(cmd, &format!("terraform {}", args.join(" ")))
@@ -464,7 +464,7 @@ impl Sandbox {
 
     /// `terraform init -input=false` (with `-backend-config` when `backend_block(false)`).
     /// Asserts success. Already done by [`Sandbox::new`] and [`SandboxBuilder::build`].
-    pub fn init(&self) {
+    pub(crate) fn init(&self) {
         let mut args = vec![
             "init".to_string(),
             "-input=false".to_string(),
@@ -480,7 +480,7 @@ impl Sandbox {
     }
 
     /// `terraform apply -auto-approve -input=false -var K=V...`; asserts success.
-    pub fn apply(&self, vars: &[(&str, &str)]) {
+    pub(crate) fn apply(&self, vars: &[(&str, &str)]) {
         let mut args = vec![
             "apply".to_string(),
             "-auto-approve".to_string(),
@@ -496,12 +496,12 @@ impl Sandbox {
     }
 
     /// `tfrollback -C DIR ARGS...` with the sandbox environment and stdin closed.
-    pub fn tfr(&self, args: &[&str]) -> Run {
+    pub(crate) fn tfr(&self, args: &[&str]) -> Run {
         self.tfr_with(args, &[])
     }
 
     /// Like [`Sandbox::tfr`], with extra environment variables (set after the sandbox ones).
-    pub fn tfr_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+    pub(crate) fn tfr_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
         let mut cmd = self.tfr_command(args);
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -511,7 +511,7 @@ impl Sandbox {
 
     /// Direct S3 access to the sandbox bucket, for setup and assertions.
     /// The version ids of the state key, newest first.
-    pub fn version_ids(&self) -> Vec<String> {
+    pub(crate) fn version_ids(&self) -> Vec<String> {
         self.s3()
             .versions(&self.key)
             .into_iter()
@@ -520,35 +520,35 @@ impl Sandbox {
     }
 
     /// The current state as JSON.
-    pub fn current_state(&self) -> serde_json::Value {
+    pub(crate) fn current_state(&self) -> serde_json::Value {
         self.s3().get_json(&self.key, None)
     }
 
     /// Stores `body` as the version just before the current one: the current bytes go back
     /// on top, so the digest terraform checks still matches. Returns the planted version id.
-    pub fn plant_previous(&self, body: &[u8]) -> String {
+    pub(crate) fn plant_previous(&self, body: &[u8]) -> String {
         let current = self.s3().get(&self.key, None);
         let planted = self.s3().put(&self.key, body);
         self.s3().put(&self.key, &current);
         planted
     }
 
-    pub fn s3(&self) -> S3 {
+    pub(crate) fn s3(&self) -> S3 {
         S3::new(&self.endpoint, &self.bucket)
     }
 
     /// Direct DynamoDB access (lock and digest items).
-    pub fn dynamodb(&self) -> Dynamo {
+    pub(crate) fn dynamodb(&self) -> Dynamo {
         Dynamo::new(&self.endpoint)
     }
 
     /// `LockID` of the state lock item: `<bucket>/<key>`.
-    pub fn lock_id(&self) -> String {
+    pub(crate) fn lock_id(&self) -> String {
         format!("{}/{}", self.bucket, self.key)
     }
 
     /// `LockID` of the digest item: `<bucket>/<key>-md5`.
-    pub fn digest_id(&self) -> String {
+    pub(crate) fn digest_id(&self) -> String {
         format!("{}/{}-md5", self.bucket, self.key)
     }
 }
@@ -558,7 +558,7 @@ impl Sandbox {
 // ---------------------------------------------------------------------------------------------
 
 /// A finished command. `code` is the exit code, or 128 + signal number when it was killed.
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -571,12 +571,11 @@ impl Run {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let program = cmd.get_program().to_string_lossy().into_owned();
         let mut child = cmd.spawn().unwrap_or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                panic!(
-                    "`{program}` not found; the tests need terraform >= 1.5 on PATH \
-                     (scripts/test checks it) and the tfrollback binary built by cargo"
-                )
-            }
+            assert!(
+                e.kind() != std::io::ErrorKind::NotFound,
+                "`{program}` not found; the tests need terraform >= 1.5 on PATH \
+                 (scripts/test checks it) and the tfrollback binary built by cargo"
+            );
             panic!("cannot run `{what}`: {e}")
         });
         // Drain both pipes on their own threads so a chatty child never blocks.
@@ -614,25 +613,27 @@ impl Run {
 
     /// Panics (showing both streams) unless the exit code is 0.
     #[track_caller]
-    pub fn ok(self) -> Self {
+    pub(crate) fn ok(self) -> Self {
         self.code(0)
     }
 
     /// Panics (showing both streams) unless the exit code is `expected`.
     #[track_caller]
-    pub fn code(self, expected: i32) -> Self {
-        if self.code != expected {
-            panic!(
-                "`{}` exited with {} (expected {expected})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                self.what, self.code, self.stdout, self.stderr
-            );
-        }
+    pub(crate) fn code(self, expected: i32) -> Self {
+        assert!(
+            self.code == expected,
+            "`{}` exited with {} (expected {expected})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// stdout parsed as JSON; panics with the text when it is not.
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout of `{}` is not JSON ({e})\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -696,7 +697,7 @@ where
 
 /// One entry of a version listing: an object version or a delete marker.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Version {
+pub(crate) struct Version {
     pub version_id: String,
     pub is_latest: bool,
     pub delete_marker: bool,
@@ -707,14 +708,14 @@ pub struct Version {
 }
 
 /// Synchronous S3 access to one bucket on the lab server.
-pub struct S3 {
+pub(crate) struct S3 {
     pub client: aws_sdk_s3::Client,
     pub bucket: String,
     rt: tokio::runtime::Runtime,
 }
 
 impl S3 {
-    pub fn new(endpoint: &str, bucket: &str) -> S3 {
+    pub(crate) fn new(endpoint: &str, bucket: &str) -> S3 {
         use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -724,7 +725,7 @@ impl S3 {
             .force_path_style(true)
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_mins(1))
                     .build(),
             )
             .build();
@@ -758,7 +759,7 @@ impl S3 {
                         panic!("PutBucketVersioning {}: {}", self.bucket, sdk_error(&e))
                     });
             }
-        })
+        });
     }
 
     /// All versions and delete markers of exactly `key`, newest first.
@@ -766,7 +767,7 @@ impl S3 {
     /// The SDK returns versions and delete markers as two lists, so they are merged by
     /// LastModified (one-second resolution), the latest entry first; a version and a delete
     /// marker written within the same second may come out in either order below the latest.
-    pub fn versions(&self, key: &str) -> Vec<Version> {
+    pub(crate) fn versions(&self, key: &str) -> Vec<Version> {
         block_on(&self.rt, async {
             let mut all = Vec::new();
             let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
@@ -796,7 +797,10 @@ impl S3 {
                             is_latest: v.is_latest().unwrap_or(false),
                             delete_marker: false,
                             size: v.size().unwrap_or(0),
-                            last_modified: v.last_modified().map(|t| t.secs()).unwrap_or(0),
+                            last_modified: v
+                                .last_modified()
+                                .map(aws_sdk_dynamodb::primitives::DateTime::secs)
+                                .unwrap_or(0),
                         },
                     ));
                     rank += 1;
@@ -813,7 +817,10 @@ impl S3 {
                             is_latest: m.is_latest().unwrap_or(false),
                             delete_marker: true,
                             size: 0,
-                            last_modified: m.last_modified().map(|t| t.secs()).unwrap_or(0),
+                            last_modified: m
+                                .last_modified()
+                                .map(aws_sdk_dynamodb::primitives::DateTime::secs)
+                                .unwrap_or(0),
                         },
                     ));
                     rank += 1;
@@ -841,7 +848,7 @@ impl S3 {
     }
 
     /// Body of `key` (its latest version, or `version_id`).
-    pub fn get(&self, key: &str, version_id: Option<&str>) -> Vec<u8> {
+    pub(crate) fn get(&self, key: &str, version_id: Option<&str>) -> Vec<u8> {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -868,7 +875,7 @@ impl S3 {
     }
 
     /// Body of `key` parsed as JSON (a state file).
-    pub fn get_json(&self, key: &str, version_id: Option<&str>) -> serde_json::Value {
+    pub(crate) fn get_json(&self, key: &str, version_id: Option<&str>) -> serde_json::Value {
         let body = self.get(key, version_id);
         serde_json::from_slice(&body).unwrap_or_else(|e| {
             panic!(
@@ -880,7 +887,7 @@ impl S3 {
     }
 
     /// Writes `body` at `key`; returns the new version id ("null" when unversioned).
-    pub fn put(&self, key: &str, body: &[u8]) -> String {
+    pub(crate) fn put(&self, key: &str, body: &[u8]) -> String {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -897,7 +904,7 @@ impl S3 {
     }
 
     /// Plain delete; in a versioned bucket it returns the new delete marker's version id.
-    pub fn delete(&self, key: &str) -> String {
+    pub(crate) fn delete(&self, key: &str) -> String {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -915,7 +922,11 @@ impl S3 {
 
     /// Whether `key` currently exists (false when its latest version is a delete marker).
     /// The tags of one version of `key`.
-    pub fn tags(&self, key: &str, version_id: &str) -> std::collections::BTreeMap<String, String> {
+    pub(crate) fn tags(
+        &self,
+        key: &str,
+        version_id: &str,
+    ) -> std::collections::BTreeMap<String, String> {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -934,7 +945,7 @@ impl S3 {
     }
 
     /// Every version (and delete marker) of every key under `prefix`, as (key, version id).
-    pub fn versions_under(&self, prefix: &str) -> Vec<(String, String)> {
+    pub(crate) fn versions_under(&self, prefix: &str) -> Vec<(String, String)> {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -957,7 +968,7 @@ impl S3 {
     }
 
     /// The current keys under `prefix`.
-    pub fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -974,7 +985,7 @@ impl S3 {
         })
     }
 
-    pub fn exists(&self, key: &str) -> bool {
+    pub(crate) fn exists(&self, key: &str) -> bool {
         block_on(&self.rt, async {
             match self
                 .client
@@ -985,7 +996,13 @@ impl S3 {
                 .await
             {
                 Ok(_) => true,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => false,
+                Err(e)
+                    if e.as_service_error().is_some_and(
+                        aws_sdk_s3::operation::head_object::HeadObjectError::is_not_found,
+                    ) =>
+                {
+                    false
+                }
                 Err(e) => panic!("HeadObject {}/{key}: {}", self.bucket, sdk_error(&e)),
             }
         })
@@ -993,13 +1010,13 @@ impl S3 {
 }
 
 /// Synchronous DynamoDB access on the lab server, for lock and digest items.
-pub struct Dynamo {
+pub(crate) struct Dynamo {
     pub client: aws_sdk_dynamodb::Client,
     rt: tokio::runtime::Runtime,
 }
 
 impl Dynamo {
-    pub fn new(endpoint: &str) -> Dynamo {
+    pub(crate) fn new(endpoint: &str) -> Dynamo {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -1036,11 +1053,11 @@ impl Dynamo {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("CreateTable {table}: {}", sdk_error(&e)));
-        })
+        });
     }
 
     /// The string attributes of the item `LockID = lock_id`, if it exists.
-    pub fn get(&self, table: &str, lock_id: &str) -> Option<HashMap<String, String>> {
+    pub(crate) fn get(&self, table: &str, lock_id: &str) -> Option<HashMap<String, String>> {
         block_on(&self.rt, async {
             let out = self
                 .client
@@ -1060,7 +1077,7 @@ impl Dynamo {
     }
 
     /// Writes the item `LockID = lock_id` with string attributes `attrs` (unconditionally).
-    pub fn put(&self, table: &str, lock_id: &str, attrs: &[(&str, &str)]) {
+    pub(crate) fn put(&self, table: &str, lock_id: &str, attrs: &[(&str, &str)]) {
         block_on(&self.rt, async {
             let mut req = self
                 .client
@@ -1073,11 +1090,11 @@ impl Dynamo {
             req.send()
                 .await
                 .unwrap_or_else(|e| panic!("PutItem {table} {lock_id}: {}", sdk_error(&e)));
-        })
+        });
     }
 
     /// Deletes the item `LockID = lock_id` (no error when absent).
-    pub fn delete(&self, table: &str, lock_id: &str) {
+    pub(crate) fn delete(&self, table: &str, lock_id: &str) {
         block_on(&self.rt, async {
             self.client
                 .delete_item()
@@ -1086,6 +1103,6 @@ impl Dynamo {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("DeleteItem {table} {lock_id}: {}", sdk_error(&e)));
-        })
+        });
     }
 }

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 /// The request line and headers of one request.
 #[derive(Debug, Clone)]
-pub struct Head {
+pub(crate) struct Head {
     pub method: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
 }
 
 impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -26,7 +26,7 @@ impl Head {
     }
 
     /// A DynamoDB call (`x-amz-target: DynamoDB_20120810.<op>`).
-    pub fn dynamodb(&self, op: &str) -> bool {
+    pub(crate) fn dynamodb(&self, op: &str) -> bool {
         self.header("x-amz-target")
             .is_some_and(|t| t.ends_with(&format!(".{op}")))
     }
@@ -36,7 +36,7 @@ impl Head {
     }
 
     /// A GET or PUT of the object `key` itself (no sub-resource such as `?tagging`).
-    pub fn object(&self, method: &str, key: &str) -> bool {
+    pub(crate) fn object(&self, method: &str, key: &str) -> bool {
         let (path, query) = self.path_and_query();
         let plain = query.is_empty()
             || query
@@ -46,7 +46,7 @@ impl Head {
     }
 
     /// A ListObjectVersions call.
-    pub fn list_versions(&self) -> bool {
+    pub(crate) fn list_versions(&self) -> bool {
         let (_, query) = self.path_and_query();
         self.method == "GET"
             && query
@@ -54,14 +54,14 @@ impl Head {
                 .any(|p| p == "versions" || p.starts_with("versions="))
     }
 
-    pub fn is_dynamodb(&self) -> bool {
+    pub(crate) fn is_dynamodb(&self) -> bool {
         self.header("x-amz-target")
             .is_some_and(|t| t.starts_with("DynamoDB"))
     }
 }
 
 #[derive(Debug, Clone)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Answer this instead of forwarding (the request never reaches the server).
     Respond {
         status: u16,
@@ -75,7 +75,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub fn s3_error(status: u16, code: &str) -> Fault {
+    pub(crate) fn s3_error(status: u16, code: &str) -> Fault {
         Fault::Respond {
             status,
             content_type: "application/xml",
@@ -85,7 +85,7 @@ impl Fault {
         }
     }
 
-    pub fn dynamodb_error(status: u16, kind: &str) -> Fault {
+    pub(crate) fn dynamodb_error(status: u16, kind: &str) -> Fault {
         Fault::Respond {
             status,
             content_type: "application/x-amz-json-1.0",
@@ -98,7 +98,7 @@ impl Fault {
 
 type Matcher = Box<dyn Fn(&Head) -> bool + Send + Sync>;
 
-pub struct Rule {
+pub(crate) struct Rule {
     pub name: &'static str,
     matcher: Matcher,
     fault: Fault,
@@ -111,7 +111,7 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn new(
+    pub(crate) fn new(
         name: &'static str,
         matcher: impl Fn(&Head) -> bool + Send + Sync + 'static,
         fault: Fault,
@@ -127,12 +127,12 @@ impl Rule {
         }
     }
 
-    pub fn every(mut self, n: u32) -> Rule {
+    pub(crate) fn every(mut self, n: u32) -> Rule {
         self.every = n.max(1);
         self
     }
 
-    pub fn times(mut self, n: u32) -> Rule {
+    pub(crate) fn times(mut self, n: u32) -> Rule {
         self.times = Some(n);
         self
     }
@@ -144,7 +144,7 @@ struct Shared {
     stop: AtomicBool,
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     shared: Arc<Shared>,
@@ -152,7 +152,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy in front of `upstream` (`http://127.0.0.1:PORT`).
-    pub fn start(upstream: &str) -> Proxy {
+    pub(crate) fn start(upstream: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Shared {
@@ -176,12 +176,12 @@ impl Proxy {
         Proxy { endpoint, shared }
     }
 
-    pub fn add(&self, rule: Rule) {
+    pub(crate) fn add(&self, rule: Rule) {
         self.shared.rules.lock().unwrap().push(rule);
     }
 
     /// How many times the rule named `name` injected its fault.
-    pub fn hits(&self, name: &str) -> u32 {
+    pub(crate) fn hits(&self, name: &str) -> u32 {
         self.shared
             .rules
             .lock()
@@ -267,7 +267,7 @@ fn read_body(reader: &mut BufReader<TcpStream>, head: &Head) -> std::io::Result<
 }
 
 fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    conn.set_read_timeout(Some(Duration::from_mins(1)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut client = conn;
     let Some(head) = read_head(&mut reader)? else {

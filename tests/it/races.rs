@@ -85,7 +85,7 @@ fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         while lock_holder(&sb).is_null() {
             assert!(
                 Instant::now() < deadline,
@@ -137,7 +137,7 @@ fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut apply = apply.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     while lock_holder(&sb).is_null() {
         assert!(Instant::now() < deadline, "terraform never took the lock");
         std::thread::sleep(Duration::from_millis(100));

@@ -202,7 +202,7 @@ fn a_recover_after_a_kill_is_recorded_too() {
         .spawn()
         .unwrap();
     let journal_key = format!("{}.tfrollback/journal.json", sb.key);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
     while !(sb.s3().exists(&journal_key)
         && sb.s3().get_json(&journal_key, None)["terraform_pid"].is_u64())
     {

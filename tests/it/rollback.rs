@@ -383,7 +383,7 @@ fn sigkill_mid_apply_is_recoverable() {
         .spawn()
         .unwrap();
     // Wait until the journal says the apply runs terraform.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     loop {
         assert!(Instant::now() < deadline, "the apply never started");
         if sb.s3().exists(&journal_key) {
@@ -415,7 +415,7 @@ fn sigkill_mid_apply_is_recoverable() {
     );
 
     // terraform was interrupted when tfrollback died; recover waits for it to be gone.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     let report = loop {
         let run = sb.tfr(&["recover", "--json"]);
         if run.code == 0 {

@@ -9,11 +9,13 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::journal::{StepRecord, StepStatus, VersionRef};
+use crate::model::diff::Orphan;
+use crate::model::selector::{VersionId, VersionRef};
+use crate::store::journal::{Journal, Step, StepRecord, StepStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     RolledBack,
     AlreadyAtTarget,
     Planned,
@@ -40,37 +42,30 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PlanCounts {
-    pub add: u64,
-    pub change: u64,
-    pub destroy: u64,
-}
-
-/// A resource the failed apply created that the restored state no longer tracks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Orphan {
-    pub address: String,
-    pub id: Option<String>,
+pub(crate) struct PlanCounts {
+    pub(crate) add: u64,
+    pub(crate) change: u64,
+    pub(crate) destroy: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VariableChange {
-    pub name: String,
-    pub current: Option<Value>,
-    pub rollback: Value,
+pub(crate) struct VariableChange {
+    pub(crate) name: String,
+    pub(crate) current: Option<Value>,
+    pub(crate) rollback: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepView {
-    pub name: String,
-    pub status: StepStatus,
-    pub duration_ms: u64,
+pub(crate) struct StepView {
+    pub(crate) name: Step,
+    pub(crate) status: StepStatus,
+    pub(crate) duration_ms: u64,
 }
 
 impl From<&StepRecord> for StepView {
     fn from(s: &StepRecord) -> StepView {
         StepView {
-            name: s.name.clone(),
+            name: s.name,
             status: s.status,
             duration_ms: s.duration_ms,
         }
@@ -78,61 +73,36 @@ impl From<&StepRecord> for StepView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub status: Status,
-    pub operation_id: String,
-    pub command: String,
-    pub location: String,
-    pub target: Option<VersionRef>,
-    pub snapshot: Option<VersionRef>,
-    pub new_version_id: Option<String>,
-    pub var_file: Option<String>,
-    pub plan: Option<PlanCounts>,
-    pub verified: bool,
-    pub orphans: Vec<Orphan>,
-    pub variables: Vec<VariableChange>,
-    pub steps: Vec<StepView>,
+pub(crate) struct Report {
+    pub(crate) status: Status,
+    pub(crate) operation_id: String,
+    pub(crate) command: String,
+    pub(crate) location: String,
+    pub(crate) target: Option<VersionRef>,
+    pub(crate) snapshot: Option<VersionRef>,
+    pub(crate) new_version_id: Option<VersionId>,
+    pub(crate) var_file: Option<String>,
+    pub(crate) plan: Option<PlanCounts>,
+    pub(crate) verified: bool,
+    pub(crate) orphans: Vec<Orphan>,
+    pub(crate) variables: Vec<VariableChange>,
+    pub(crate) steps: Vec<StepView>,
     /// What went wrong, when something did.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// What to do next.
-    pub next: Vec<String>,
+    pub(crate) next: Vec<String>,
 }
 
-/// The Markdown report of a `to` or `restore` that stopped with an error (a refusal, a lock
-/// held, ...), written where the full report would have gone.
-pub fn publish_failure(
-    command: &str,
-    location: &str,
-    error: &crate::error::Error,
+/// Writes a Markdown report to `path` and appends it to CI's step summary, where given.
+pub(crate) fn write_markdown(
+    md: &str,
     path: Option<&Path>,
+    step_summary: Option<&Path>,
 ) -> std::io::Result<()> {
-    let exit = error.exit() as u8;
-    let headline = match exit {
-        0 => "nothing to do",
-        2 => "usage error, nothing was changed",
-        5 => "the state is locked by someone else, nothing was changed",
-        _ => "failed, nothing was changed",
-    };
-    let mut md = format!("## tfrollback: {headline}\n\n| | |\n|---|---|\n");
-    let _ = writeln!(md, "| State | `{location}` |");
-    let _ = writeln!(md, "| Command | `tfrollback {command}` |");
-    let _ = writeln!(md, "| Exit code | {exit} |");
-    let _ = writeln!(
-        md,
-        "\n### {}\n\n```\n{error}\n```",
-        if exit == 0 { "Why" } else { "Error" }
-    );
-    if let Some(hint) = error.hint() {
-        let _ = writeln!(md, "\n> {hint}");
-    }
-    write_markdown(&md, path)
-}
-
-fn write_markdown(md: &str, path: Option<&Path>) -> std::io::Result<()> {
     if let Some(path) = path {
         std::fs::write(path, md)?;
     }
-    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {
+    if let Some(summary) = step_summary {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -144,7 +114,7 @@ fn write_markdown(md: &str, path: Option<&Path>) -> std::io::Result<()> {
 
 impl Report {
     /// A report of an operation as its journal records it; the caller fills in the outcome.
-    pub fn new(status: Status, journal: &crate::journal::Journal, location: String) -> Report {
+    pub(crate) fn new(status: Status, journal: &Journal, location: String) -> Report {
         Report {
             status,
             operation_id: journal.operation_id.clone(),
@@ -167,7 +137,7 @@ impl Report {
         }
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}: {}", self.location, self.status.headline());
         if let Some(t) = &self.target {
@@ -223,7 +193,7 @@ impl Report {
         out
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "## tfrollback: {}\n", self.status.headline());
         let _ = writeln!(md, "| | |\n|---|---|");
@@ -312,7 +282,38 @@ impl Report {
     }
 
     /// Writes the Markdown report to `path` and appends it to the GitHub step summary.
-    pub fn publish(&self, path: Option<&Path>) -> std::io::Result<()> {
-        write_markdown(&self.markdown(), path)
+    pub(crate) fn publish(
+        &self,
+        path: Option<&Path>,
+        step_summary: Option<&Path>,
+    ) -> std::io::Result<()> {
+        write_markdown(&self.markdown(), path, step_summary)
+    }
+
+    /// The report of an outcome reached before an operation began (nothing was locked or
+    /// written), in the shape of the others.
+    pub(crate) fn detached(
+        status: Status,
+        command: String,
+        target: Option<VersionRef>,
+        location: String,
+    ) -> Report {
+        Report {
+            status,
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            command,
+            location,
+            target,
+            snapshot: None,
+            new_version_id: None,
+            var_file: None,
+            plan: None,
+            verified: false,
+            orphans: vec![],
+            variables: vec![],
+            steps: vec![],
+            error: None,
+            next: vec![],
+        }
     }
 }

@@ -5,7 +5,7 @@ use hcl::expr::{Expression, ObjectKey, Operation, TemplateExpr, TraversalOperato
 use serde_json::{Map, Value};
 
 /// The value of a literal expression (no references, functions or templates), as JSON.
-pub fn literal(expr: &Expression) -> Option<Value> {
+pub(crate) fn literal(expr: &Expression) -> Option<Value> {
     Some(match expr {
         Expression::Null => Value::Null,
         Expression::Bool(b) => Value::Bool(*b),
@@ -39,7 +39,7 @@ pub fn literal(expr: &Expression) -> Option<Value> {
 }
 
 /// An object key as a plain string, when it is one.
-pub fn object_key(key: &ObjectKey) -> Option<String> {
+pub(crate) fn object_key(key: &ObjectKey) -> Option<String> {
     match key {
         ObjectKey::Identifier(id) => Some(id.as_str().to_string()),
         ObjectKey::Expression(e) => match literal(e)? {
@@ -51,14 +51,14 @@ pub fn object_key(key: &ObjectKey) -> Option<String> {
 }
 
 /// The attributes of a body whose values are literals.
-pub fn literal_attributes(body: &hcl::Body) -> Map<String, Value> {
+pub(crate) fn literal_attributes(body: &hcl::Body) -> Map<String, Value> {
     body.attributes()
         .filter_map(|a| Some((a.key().to_string(), literal(a.expr())?)))
         .collect()
 }
 
 /// The variable name when `expr` is exactly `var.NAME`.
-pub fn var_reference(expr: &Expression) -> Option<&str> {
+pub(crate) fn var_reference(expr: &Expression) -> Option<&str> {
     let Expression::Traversal(t) = expr else {
         return None;
     };
@@ -71,7 +71,7 @@ pub fn var_reference(expr: &Expression) -> Option<&str> {
 }
 
 /// Visits every sub-expression of `expr`, depth first, the expression itself included.
-pub fn walk<'a>(expr: &'a Expression, visit: &mut dyn FnMut(&'a Expression)) {
+pub(crate) fn walk<'a>(expr: &'a Expression, visit: &mut dyn FnMut(&'a Expression)) {
     visit(expr);
     match expr {
         Expression::Array(items) => items.iter().for_each(|e| walk(e, visit)),

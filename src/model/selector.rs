@@ -10,11 +10,25 @@ use serde::{Deserialize, Serialize};
 /// An S3 object version id. Validated on the way in, so one can never carry a path separator
 /// or a shell metacharacter into a file name, a log line or a child process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct VersionId(String);
+#[serde(try_from = "String", into = "String")]
+pub(crate) struct VersionId(String);
+
+impl TryFrom<String> for VersionId {
+    type Error = SelectorError;
+
+    fn try_from(s: String) -> Result<VersionId, SelectorError> {
+        VersionId::parse(&s)
+    }
+}
+
+impl From<VersionId> for String {
+    fn from(id: VersionId) -> String {
+        id.0
+    }
+}
 
 impl VersionId {
-    pub fn parse(s: &str) -> Result<VersionId, SelectorError> {
+    pub(crate) fn parse(s: &str) -> Result<VersionId, SelectorError> {
         let valid = !s.is_empty()
             && s.len() <= 1024
             && s.bytes().all(|b| {
@@ -29,12 +43,12 @@ impl VersionId {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The id S3 gives objects written while versioning was off.
-    pub fn null() -> VersionId {
+    pub(crate) fn null() -> VersionId {
         VersionId("null".into())
     }
 }
@@ -45,30 +59,37 @@ impl fmt::Display for VersionId {
     }
 }
 
+/// A version as journals, reports and history name it: its id and the serial it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VersionRef {
+    pub(crate) version_id: VersionId,
+    pub(crate) serial: u64,
+}
+
 /// One entry of the state object's version listing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ObjectVersion {
-    pub version_id: VersionId,
-    pub last_modified: jiff::Timestamp,
-    pub size: u64,
-    pub is_latest: bool,
-    pub delete_marker: bool,
-    pub etag: Option<String>,
+pub(crate) struct ObjectVersion {
+    pub(crate) version_id: VersionId,
+    pub(crate) last_modified: jiff::Timestamp,
+    pub(crate) size: u64,
+    pub(crate) is_latest: bool,
+    pub(crate) delete_marker: bool,
+    pub(crate) etag: Option<String>,
 }
 
 /// The versions of the state object with what is known about them beyond the listing.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Listing {
+pub(crate) struct Listing {
     /// Newest first.
-    pub versions: Vec<ObjectVersion>,
+    pub(crate) versions: Vec<ObjectVersion>,
     /// Known-good marks: version -> labels.
-    pub marks: BTreeMap<VersionId, Vec<String>>,
+    pub(crate) marks: BTreeMap<VersionId, Vec<String>>,
     /// Probable intermediate snapshots of an apply (see `intermediate`).
-    pub intermediate: BTreeSet<VersionId>,
+    pub(crate) intermediate: BTreeSet<VersionId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
+pub(crate) enum Selector {
     Id(VersionId),
     Current,
     /// N versions back from the current one; delete markers and probable intermediate
@@ -79,7 +100,7 @@ pub enum Selector {
 }
 
 /// Whether a mark label is acceptable (it becomes part of an S3 tag key).
-pub fn valid_label(label: &str) -> bool {
+pub(crate) fn valid_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 64
         && label
@@ -133,7 +154,7 @@ impl fmt::Display for Selector {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SelectorError {
+pub(crate) enum SelectorError {
     #[error(
         "`{input}` is not a version: use an S3 version id, `current`, `previous`, `~N` (N versions back), `last-good` or `last:LABEL`"
     )]
@@ -162,7 +183,7 @@ pub enum SelectorError {
 
 impl Selector {
     /// Picks the version this selector names in a listing.
-    pub fn resolve<'a>(
+    pub(crate) fn resolve<'a>(
         &self,
         listing: &'a Listing,
         location: &str,
@@ -226,7 +247,7 @@ impl Selector {
 
     /// How many of the newest versions resolution looks at: the window in which intermediate
     /// snapshots must be known.
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         match self {
             Selector::Back(n) => 2 * n + 8,
             _ => 0,
@@ -235,7 +256,7 @@ impl Selector {
 }
 
 /// The current version: the latest entry, unless the state was deleted.
-pub fn current(listing: &Listing, location: &str) -> Result<ObjectVersion, SelectorError> {
+pub(crate) fn current(listing: &Listing, location: &str) -> Result<ObjectVersion, SelectorError> {
     Selector::Current.resolve(listing, location).cloned()
 }
 
@@ -245,9 +266,9 @@ pub fn current(listing: &Listing, location: &str) -> Result<ObjectVersion, Selec
 /// only at the end of an apply). For configurations with nothing to check, the weaker sign is
 /// the same outputs, written within a second, with no resource lost (a `state rm` loses one).
 /// A wrong flag would make `previous` skip a real state, so doubtful cases are not flagged.
-pub fn intermediate(
+pub(crate) fn intermediate(
     versions: &[ObjectVersion],
-    summaries: &BTreeMap<VersionId, crate::state::StateSummary>,
+    summaries: &BTreeMap<VersionId, crate::model::state::StateSummary>,
 ) -> BTreeSet<VersionId> {
     const WITHIN: i64 = 5;
     let states: Vec<&ObjectVersion> = versions.iter().filter(|v| !v.delete_marker).collect();
@@ -379,15 +400,15 @@ pub(crate) mod tests {
         assert!("last:bad label".parse::<Selector>().is_err());
     }
 
-    fn summary(serial: u64, slot: &str, checks: bool) -> crate::state::StateSummary {
-        crate::state::StateSummary {
+    fn summary(serial: u64, slot: &str, checks: bool) -> crate::model::state::StateSummary {
+        crate::model::state::StateSummary {
             terraform_version: "1.11.4".into(),
             serial,
             lineage: "l".into(),
             resources: 3,
             outputs: [(
                 "slot".to_string(),
-                crate::state::OutputSummary {
+                crate::model::state::OutputSummary {
                     sensitive: false,
                     value: Some(serde_json::json!(slot)),
                 },
@@ -400,7 +421,7 @@ pub(crate) mod tests {
 
     fn flagged(
         versions: &[(&str, i64)],
-        summaries: Vec<(&str, crate::state::StateSummary)>,
+        summaries: Vec<(&str, crate::model::state::StateSummary)>,
     ) -> Vec<String> {
         let versions: Vec<ObjectVersion> = versions
             .iter()
@@ -415,7 +436,7 @@ pub(crate) mod tests {
             .collect();
         intermediate(&versions, &summaries)
             .iter()
-            .map(|v| v.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     }
 
@@ -448,7 +469,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_state_rm_right_after_an_apply_is_not_taken_for_a_snapshot() {
-        let removed = crate::state::StateSummary {
+        let removed = crate::model::state::StateSummary {
             resources: 2,
             ..summary(5, "green", true)
         };
@@ -460,7 +481,7 @@ pub(crate) mod tests {
             ],
         );
         assert!(found.is_empty());
-        let unchecked = crate::state::StateSummary {
+        let unchecked = crate::model::state::StateSummary {
             checks: false,
             ..removed
         };

@@ -11,33 +11,34 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use crate::s3::{Condition, S3Error, StateStore};
-use crate::settings::Backend;
+use crate::model::backend::Backend;
+use crate::store::s3::{Condition, S3Error, StateStore};
 
 /// Terraform's lock info, field for field (`statemgr.LockInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
+pub(crate) struct LockInfo {
     #[serde(rename = "ID")]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(rename = "Operation", default)]
-    pub operation: String,
+    pub(crate) operation: String,
     #[serde(rename = "Info", default)]
-    pub info: String,
+    pub(crate) info: String,
     #[serde(rename = "Who", default)]
-    pub who: String,
+    pub(crate) who: String,
     #[serde(rename = "Version", default)]
-    pub version: String,
+    pub(crate) version: String,
     #[serde(rename = "Created", default)]
-    pub created: String,
+    pub(crate) created: String,
     #[serde(rename = "Path", default)]
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl LockInfo {
     /// A new lock for `operation` on the state at `bucket/key`.
-    pub fn new(
+    pub(crate) fn new(
         operation: String,
         info: String,
+        who: String,
         version: String,
         bucket: &str,
         key: &str,
@@ -46,7 +47,7 @@ impl LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             operation,
             info,
-            who: who(),
+            who,
             version,
             created: jiff::Timestamp::now().to_string(),
             path: format!("{bucket}/{key}"),
@@ -58,25 +59,8 @@ impl LockInfo {
     }
 }
 
-/// `user@host`, as terraform writes it.
-pub fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    format!("{user}@{host}")
-}
-
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error(
         "the state is locked by {} since {}: operation `{}`, lock ID {} ({place})",
         holder.who, holder.created, holder.operation, holder.id
@@ -98,7 +82,7 @@ pub enum LockError {
 }
 
 impl LockError {
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         Some(match self {
             LockError::Held { holder, .. } => format!(
                 "wait for that operation to finish, or retry with --lock-timeout 10m to wait for it; if you know its holder is gone, `terraform force-unlock {}` removes it",
@@ -130,13 +114,13 @@ where
 
 /// The DynamoDB table of the backend: lock items and state digests.
 #[derive(Clone)]
-pub struct LockTable {
+pub(crate) struct LockTable {
     client: DynamoClient,
     table: String,
 }
 
 impl LockTable {
-    pub fn new(config: &aws_config::SdkConfig, backend: &Backend) -> Option<LockTable> {
+    pub(crate) fn new(config: &aws_config::SdkConfig, backend: &Backend) -> Option<LockTable> {
         let table = backend.dynamodb_table.clone()?;
         let mut conf = aws_sdk_dynamodb::config::Builder::from(config);
         if let Some(endpoint) = &backend.endpoint_dynamodb {
@@ -203,7 +187,12 @@ impl LockTable {
 
     /// Records the MD5 of the state bytes, as terraform does after each write, so that the next
     /// terraform read does not fail with "state data in S3 does not have the expected content".
-    pub async fn set_digest(&self, bucket: &str, key: &str, state: &[u8]) -> Result<(), LockError> {
+    pub(crate) async fn set_digest(
+        &self,
+        bucket: &str,
+        key: &str,
+        state: &[u8],
+    ) -> Result<(), LockError> {
         use md5::{Digest, Md5};
         let digest: String = Md5::digest(state)
             .iter()
@@ -223,7 +212,7 @@ impl LockTable {
 
 /// Which locks the backend uses.
 #[derive(Clone)]
-pub struct Locker {
+pub(crate) struct Locker {
     store: StateStore,
     table: Option<LockTable>,
     lockfile: bool,
@@ -231,14 +220,14 @@ pub struct Locker {
 
 /// A lock tfrollback holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldLock {
-    pub info: LockInfo,
-    pub lockfile: bool,
-    pub dynamodb: bool,
+pub(crate) struct HeldLock {
+    pub(crate) info: LockInfo,
+    pub(crate) lockfile: bool,
+    pub(crate) dynamodb: bool,
 }
 
 impl Locker {
-    pub fn new(store: StateStore, table: Option<LockTable>, use_lockfile: bool) -> Locker {
+    pub(crate) fn new(store: StateStore, table: Option<LockTable>, use_lockfile: bool) -> Locker {
         Locker {
             store,
             table,
@@ -247,7 +236,7 @@ impl Locker {
     }
 
     /// True when the backend configures any lock at all.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.lockfile || self.table.is_some()
     }
 
@@ -260,7 +249,7 @@ impl Locker {
     }
 
     /// Takes every configured lock, retrying while someone else holds it until `timeout`.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         &self,
         info: &LockInfo,
         timeout: Duration,
@@ -356,7 +345,7 @@ impl Locker {
 
     /// Releases a lock this tool holds (DynamoDB first, then the lock file). A lock whose ID
     /// is not ours is left alone. Returns whether anything of ours was released.
-    pub async fn release(&self, held: &HeldLock) -> Result<bool, LockError> {
+    pub(crate) async fn release(&self, held: &HeldLock) -> Result<bool, LockError> {
         let mut released = false;
         if held.dynamodb
             && let Some(table) = &self.table
@@ -372,7 +361,7 @@ impl Locker {
     }
 
     /// Who holds the lock now, if anyone.
-    pub async fn holder(&self) -> Result<Option<LockInfo>, LockError> {
+    pub(crate) async fn holder(&self) -> Result<Option<LockInfo>, LockError> {
         if self.lockfile
             && let Some(h) = self.lockfile_holder().await?
         {
@@ -410,6 +399,7 @@ mod tests {
         let info = LockInfo::new(
             "tfrollback to previous".into(),
             String::new(),
+            "ops@laptop".into(),
             "1.11.4".into(),
             "b",
             "app/terraform.tfstate",

@@ -6,52 +6,60 @@ use std::io::{IsTerminal, Write};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
-
-/// Running under CI or terraform automation (`CI`, `TF_IN_AUTOMATION`): never prompt, never
-/// draw progress bars, even when a terminal is attached.
-pub fn automated() -> bool {
-    ["CI", "TF_IN_AUTOMATION"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
-}
+use crate::settings::Terminal;
 
 #[derive(Debug, Clone)]
-pub struct Printer {
-    pub json: bool,
-    pub quiet: bool,
+pub(crate) struct Printer {
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
     progress: bool,
+    /// Width of the terminal tables: `COLUMNS`, else the terminal's, else 120.
+    pub(crate) columns: usize,
+}
+
+/// What the command line asks of output.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OutputFlags {
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) no_color: bool,
 }
 
 impl Printer {
-    pub fn new(args: &GlobalArgs) -> Printer {
-        let env_says_plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-            || std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        let automated = automated();
-        let color = !args.no_color && !env_says_plain && std::io::stdout().is_terminal();
-        let color_stderr = !args.no_color && !env_says_plain && std::io::stderr().is_terminal();
+    pub(crate) fn new(args: OutputFlags, terminal: Terminal) -> Printer {
+        let color = !args.no_color && !terminal.plain && std::io::stdout().is_terminal();
+        let color_stderr = !args.no_color && !terminal.plain && std::io::stderr().is_terminal();
         console::set_colors_enabled(color);
         console::set_colors_enabled_stderr(color_stderr);
+        let stdout = console::Term::stdout();
+        let columns = terminal.columns.unwrap_or_else(|| {
+            if stdout.is_term() {
+                stdout.size().1 as usize
+            } else {
+                120
+            }
+        });
         Printer {
             json: args.json,
             quiet: args.quiet,
             progress: !args.json
                 && !args.quiet
-                && !env_says_plain
-                && !automated
+                && !terminal.plain
+                && !terminal.automated
                 && std::io::stderr().is_terminal(),
+            columns,
         }
     }
 
     /// The one JSON document of a `--json` run.
-    pub fn json<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
+    pub(crate) fn json<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, value)?;
         writeln!(out)
     }
 
     /// Human output on stdout (none with --quiet, which prints only errors).
-    pub fn out(&self, text: &str) -> std::io::Result<()> {
+    pub(crate) fn out(&self, text: &str) -> std::io::Result<()> {
         if self.quiet {
             return Ok(());
         }
@@ -64,14 +72,14 @@ impl Printer {
     }
 
     /// A note for people on stderr (hidden by --quiet).
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         if !self.quiet {
             eprintln!("{text}");
         }
     }
 
     /// A bar of `len` steps on stderr, hidden unless stderr is an interactive terminal.
-    pub fn bar(&self, message: &'static str) -> ProgressBar {
+    pub(crate) fn bar(&self, message: &'static str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }

@@ -4,17 +4,17 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use indicatif::ProgressBar;
 
-use crate::cache::{Cached, SummaryCache};
-use crate::s3::{S3Error, StateStore};
-use crate::selector::{ObjectVersion, VersionId};
-use crate::state::StateScanner;
+use crate::model::selector::{ObjectVersion, VersionId};
+use crate::model::state::StateScanner;
+use crate::store::cache::{Cached, SummaryCache};
+use crate::store::s3::{S3Error, StateStore, retry_body};
 
 /// How many bodies are read at once: enough to hide request latency, few enough to keep
 /// memory flat and not to flood a small S3-compatible server.
 const CONCURRENCY: usize = 16;
 
 /// The summary of each version (None for delete markers), in the order given.
-pub async fn summaries(
+pub(crate) async fn summaries(
     store: &StateStore,
     versions: &[ObjectVersion],
     cache: &mut SummaryCache,
@@ -63,21 +63,9 @@ pub async fn summaries(
 /// Streams one version through the scanner. A body that is not a readable state is an entry
 /// (`Unreadable`), not an error: one broken version must not hide the others. The SDK retries
 /// requests but not a body that breaks off mid-stream, so that is retried here.
-pub async fn summarize(store: &StateStore, id: &VersionId) -> Result<Cached, S3Error> {
-    let mut attempt = 1;
-    loop {
-        match summarize_once(store, id).await {
-            Err(S3Error::Body { .. }) if attempt < BODY_ATTEMPTS => {
-                tracing::info!("reading version {id} broke off; trying again");
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+pub(crate) async fn summarize(store: &StateStore, id: &VersionId) -> Result<Cached, S3Error> {
+    retry_body(id, || summarize_once(store, id)).await
 }
-
-/// How many times a body that breaks off mid-stream is read again.
-pub const BODY_ATTEMPTS: u32 = 4;
 
 async fn summarize_once(store: &StateStore, id: &VersionId) -> Result<Cached, S3Error> {
     let mut body = store.open(id).await?;

@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Configuration, VarType};
-use crate::state::Output;
+use crate::model::config::{Configuration, VarType};
+use crate::model::state::Output;
 
 /// Names a variable is commonly given when it selects the live blue/green slot.
 const SLOT_NAMES: [&str; 4] = ["active_slot", "deployment_slot", "live_slot", "slot"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MappingError {
+pub(crate) enum MappingError {
     #[error(
         "several variables look like the blue/green slot ({}); pass --slot-var NAME or set slot_variable in tfrollback.hcl",
         candidates.join(", ")
@@ -58,7 +58,7 @@ pub enum MappingError {
 /// Where a rollback value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "path")]
-pub enum Source {
+pub(crate) enum Source {
     /// An output, or a path into an object output (`current_config.active_slot`).
     Output(String),
     /// A value tfrollback sets itself (`rollback_version_id`, ...).
@@ -66,7 +66,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Source::Output(path) => format!("output {path}"),
             Source::Generated => "set by tfrollback".into(),
@@ -76,37 +76,37 @@ impl Source {
 
 /// One variable a rollback sets.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RollbackVariable {
-    pub name: String,
-    pub source: Source,
-    pub current: Option<Value>,
-    pub rollback: Value,
-    pub sensitive: bool,
+pub(crate) struct RollbackVariable {
+    pub(crate) name: String,
+    pub(crate) source: Source,
+    pub(crate) current: Option<Value>,
+    pub(crate) rollback: Value,
+    pub(crate) sensitive: bool,
 }
 
 /// A variable the target recorded but that will not be set, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    pub name: String,
-    pub reason: String,
+pub(crate) struct Skipped {
+    pub(crate) name: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Mapping {
-    pub slot_variable: Option<String>,
-    pub variables: Vec<RollbackVariable>,
-    pub skipped: Vec<Skipped>,
+pub(crate) struct Mapping {
+    pub(crate) slot_variable: Option<String>,
+    pub(crate) variables: Vec<RollbackVariable>,
+    pub(crate) skipped: Vec<Skipped>,
 }
 
 impl Mapping {
     /// The slot variable's entry, when the target recorded it.
-    pub fn slot(&self) -> Option<&RollbackVariable> {
+    pub(crate) fn slot(&self) -> Option<&RollbackVariable> {
         let slot = self.slot_variable.as_deref()?;
         self.variables.iter().find(|v| v.name == slot)
     }
 
     /// The values a rollback var file holds.
-    pub fn tfvars(&self) -> serde_json::Map<String, Value> {
+    pub(crate) fn tfvars(&self) -> serde_json::Map<String, Value> {
         self.variables
             .iter()
             .map(|v| (v.name.clone(), v.rollback.clone()))
@@ -116,14 +116,14 @@ impl Mapping {
 
 /// What the user asked for on the command line.
 #[derive(Debug, Clone, Default)]
-pub struct MappingOptions {
-    pub maps: Vec<String>,
-    pub slot_var: Option<String>,
-    pub include_sensitive: bool,
+pub(crate) struct MappingOptions {
+    pub(crate) maps: Vec<String>,
+    pub(crate) slot_var: Option<String>,
+    pub(crate) include_sensitive: bool,
 }
 
 /// Works out the rollback variables for going from `current` to `target`.
-pub fn map_variables(
+pub(crate) fn map_variables(
     config: &Configuration,
     options: &MappingOptions,
     current: &BTreeMap<String, Output>,
@@ -215,7 +215,7 @@ pub fn map_variables(
 }
 
 /// Which declared variable selects the blue/green slot, if any.
-pub fn slot_variable(
+pub(crate) fn slot_variable(
     config: &Configuration,
     options: &MappingOptions,
 ) -> Result<Option<String>, MappingError> {
@@ -245,7 +245,7 @@ pub fn slot_variable(
         SLOT_NAMES
             .iter()
             .filter(|n| config.variables.contains_key(**n))
-            .map(|n| n.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     } else {
         by_validation
@@ -261,7 +261,7 @@ pub fn slot_variable(
 /// object key) when the variable is known, else the first output or object key with a slot-like
 /// name, else the first string output whose value names a colour slot. `outputs` holds values
 /// as they may be shown (sensitive ones are never a slot).
-pub fn find_slot(
+pub(crate) fn find_slot(
     outputs: &BTreeMap<String, Value>,
     slot_var: Option<&str>,
 ) -> Option<(String, String)> {
@@ -289,7 +289,7 @@ pub fn find_slot(
 /// output or object key (`current_config.active_slot` for `deployment_slot`) whose value the
 /// variable's validation allows.
 fn slot_fallback_path(
-    variable: &crate::config::Variable,
+    variable: &crate::model::config::Variable,
     outputs: &BTreeMap<String, Output>,
 ) -> Option<String> {
     let visible: BTreeMap<String, Value> = outputs
@@ -350,7 +350,10 @@ fn implicit_path(variable: &str, outputs: &BTreeMap<String, Output>) -> Option<S
 }
 
 /// The value at `output.key.key...`, and whether its output is sensitive.
-pub fn lookup<'a>(outputs: &'a BTreeMap<String, Output>, path: &str) -> Option<(&'a Value, bool)> {
+pub(crate) fn lookup<'a>(
+    outputs: &'a BTreeMap<String, Output>,
+    path: &str,
+) -> Option<(&'a Value, bool)> {
     let mut parts = path.split('.');
     let output = outputs.get(parts.next()?)?;
     let mut value = &output.value;
@@ -384,10 +387,9 @@ fn check_value(
     {
         return Err(MappingError::NotAllowed {
             variable: name.to_string(),
-            value: if sensitive {
-                crate::SENSITIVE.to_string()
-            } else {
-                format!("{s:?}")
+            value: match crate::model::redact(value, sensitive) {
+                Value::String(shown) if sensitive => shown,
+                _ => format!("{s:?}"),
             },
             allowed: allowed.to_vec(),
         });
@@ -398,7 +400,7 @@ fn check_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ToolConfig, Variable};
+    use crate::model::config::{ToolConfig, Variable};
     use serde_json::json;
 
     fn var(name: &str, ty: VarType, allowed: Option<&[&str]>) -> Variable {
@@ -406,7 +408,7 @@ mod tests {
             name: name.into(),
             ty,
             sensitive: false,
-            allowed: allowed.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            allowed: allowed.map(|a| a.iter().map(std::string::ToString::to_string).collect()),
         }
     }
 

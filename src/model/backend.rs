@@ -2,33 +2,35 @@
 //! (written by `terraform init`, including `-backend-config` values) or in a `backend "s3"`
 //! block of the `*.tf` files. Pure: callers hand in file contents.
 
+use std::fmt;
+
 use serde_json::{Map, Value};
 
-use crate::hclx;
+use crate::model::hclx;
 
 /// One source's view of the backend; every field is optional so sources can be layered.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct BackendConfig {
-    pub bucket: Option<String>,
-    pub key: Option<String>,
-    pub region: Option<String>,
-    pub workspace_key_prefix: Option<String>,
-    pub dynamodb_table: Option<String>,
-    pub use_lockfile: Option<bool>,
-    pub encrypt: Option<bool>,
-    pub kms_key_id: Option<String>,
-    pub sse_customer_key: Option<String>,
-    pub acl: Option<String>,
-    pub endpoint_s3: Option<String>,
-    pub endpoint_dynamodb: Option<String>,
-    pub endpoint_sts: Option<String>,
-    pub use_path_style: Option<bool>,
-    pub skip_s3_checksum: Option<bool>,
-    pub profile: Option<String>,
+pub(crate) struct BackendConfig {
+    pub(crate) bucket: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) workspace_key_prefix: Option<String>,
+    pub(crate) dynamodb_table: Option<String>,
+    pub(crate) use_lockfile: Option<bool>,
+    pub(crate) encrypt: Option<bool>,
+    pub(crate) kms_key_id: Option<String>,
+    pub(crate) sse_customer_key: Option<String>,
+    pub(crate) acl: Option<String>,
+    pub(crate) endpoint_s3: Option<String>,
+    pub(crate) endpoint_dynamodb: Option<String>,
+    pub(crate) endpoint_sts: Option<String>,
+    pub(crate) use_path_style: Option<bool>,
+    pub(crate) skip_s3_checksum: Option<bool>,
+    pub(crate) profile: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BackendError {
+pub(crate) enum BackendError {
     #[error("{file} is not valid JSON ({detail}); run `terraform init` again to rewrite it")]
     InitStateInvalid { file: String, detail: String },
     #[error("{file} cannot be parsed as HCL: {detail}")]
@@ -47,7 +49,10 @@ pub enum BackendError {
 
 impl BackendConfig {
     /// Reads `.terraform/terraform.tfstate`. `Ok(None)` when it records no backend.
-    pub fn from_init_state(file: &str, text: &str) -> Result<Option<BackendConfig>, BackendError> {
+    pub(crate) fn from_init_state(
+        file: &str,
+        text: &str,
+    ) -> Result<Option<BackendConfig>, BackendError> {
         let doc: Value =
             serde_json::from_str(text).map_err(|e| BackendError::InitStateInvalid {
                 file: file.to_string(),
@@ -71,7 +76,7 @@ impl BackendConfig {
     }
 
     /// Finds a `terraform { backend "s3" { ... } }` block in one `.tf` file.
-    pub fn from_tf(file: &str, text: &str) -> Result<Option<BackendConfig>, BackendError> {
+    pub(crate) fn from_tf(file: &str, text: &str) -> Result<Option<BackendConfig>, BackendError> {
         let body = hcl::parse(text).map_err(|e| BackendError::HclInvalid {
             file: file.to_string(),
             detail: e.to_string(),
@@ -131,7 +136,7 @@ impl BackendConfig {
     }
 
     /// Fills every field this source leaves unset from `lower`.
-    pub fn or(self, lower: BackendConfig) -> BackendConfig {
+    pub(crate) fn or(self, lower: BackendConfig) -> BackendConfig {
         BackendConfig {
             bucket: self.bucket.or(lower.bucket),
             key: self.key.or(lower.key),
@@ -189,11 +194,60 @@ impl Getter<'_> {
 }
 
 /// The object key of the state for a workspace, as the S3 backend computes it.
-pub fn workspace_key(key: &str, workspace: &str, prefix: &str) -> String {
+pub(crate) fn workspace_key(key: &str, workspace: &str, prefix: &str) -> String {
     if workspace == "default" {
         key.to_string()
     } else {
         format!("{prefix}/{workspace}/{key}")
+    }
+}
+
+/// Server-side encryption of the state object, as the backend writes it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) enum Encryption {
+    #[default]
+    None,
+    Aes256,
+    Kms(String),
+    /// SSE-C: the base64 key is needed on every read and write. Never printed.
+    CustomerKey(String),
+}
+
+impl fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Encryption::None => f.write_str("None"),
+            Encryption::Aes256 => f.write_str("Aes256"),
+            Encryption::Kms(id) => write!(f, "Kms({id})"),
+            Encryption::CustomerKey(_) => f.write_str("CustomerKey(<redacted>)"),
+        }
+    }
+}
+
+/// Where the state lives and how the backend treats it.
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    pub(crate) bucket: String,
+    /// The object key of the selected workspace's state.
+    pub(crate) key: String,
+    pub(crate) workspace: String,
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint_s3: Option<String>,
+    pub(crate) endpoint_dynamodb: Option<String>,
+    pub(crate) endpoint_sts: Option<String>,
+    pub(crate) path_style: bool,
+    pub(crate) dynamodb_table: Option<String>,
+    pub(crate) use_lockfile: bool,
+    pub(crate) encryption: Encryption,
+    pub(crate) acl: Option<String>,
+    pub(crate) skip_checksum: bool,
+    pub(crate) profile: Option<String>,
+}
+
+impl Backend {
+    /// `s3://bucket/key`, as messages name the state.
+    pub(crate) fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
     }
 }
 

@@ -7,106 +7,126 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsx;
-use crate::lock::HeldLock;
-use crate::s3::{Condition, S3Error, StateStore};
+use crate::model::selector::{VersionId, VersionRef};
+use crate::store::fsx;
+use crate::store::lock::HeldLock;
+use crate::store::s3::{Condition, S3Error, StateStore};
 
 /// The directory of local files: snapshots, plans, the local journal.
-pub const LOCAL_DIR: &str = ".tfrollback";
+pub(crate) const LOCAL_DIR: &str = ".tfrollback";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StepStatus {
+pub(crate) enum StepStatus {
     Running,
     Ok,
     Failed,
     Skipped,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub name: String,
-    pub status: StepStatus,
-    pub started_at: String,
-    #[serde(default)]
-    pub duration_ms: u64,
+/// The named steps of an operation, as the journal records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Step {
+    Preflight,
+    Lock,
+    Snapshot,
+    Tfvars,
+    Plan,
+    Confirm,
+    Apply,
+    Verify,
+    /// Writing a state back: the snapshot after a failed `to`, or the target of `restore`.
+    Restore,
+    Recover,
+    Unlock,
+}
+
+impl Step {
+    /// The name the journal, reports and the failpoint seam use.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::Lock => "lock",
+            Step::Snapshot => "snapshot",
+            Step::Tfvars => "tfvars",
+            Step::Plan => "plan",
+            Step::Confirm => "confirm",
+            Step::Apply => "apply",
+            Step::Verify => "verify",
+            Step::Restore => "restore",
+            Step::Recover => "recover",
+            Step::Unlock => "unlock",
+        }
+    }
+
+    /// Whether the state may have changed once this step began.
+    pub(crate) fn changes_state(self) -> bool {
+        matches!(self, Step::Apply | Step::Restore)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionRef {
-    pub version_id: String,
-    pub serial: u64,
+pub(crate) struct StepRecord {
+    pub(crate) name: Step,
+    pub(crate) status: StepStatus,
+    pub(crate) started_at: String,
+    #[serde(default)]
+    pub(crate) duration_ms: u64,
 }
 
 /// The state as it was found, which a failed rollback restores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub version_id: String,
-    pub serial: u64,
-    pub lineage: String,
-    pub etag: String,
+pub(crate) struct Snapshot {
+    pub(crate) version_id: VersionId,
+    pub(crate) serial: u64,
+    pub(crate) lineage: String,
+    pub(crate) etag: String,
     /// The local copy, relative to the working directory.
-    pub file: String,
+    pub(crate) file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Journal {
-    pub operation_id: String,
-    pub command: String,
-    pub who: String,
-    pub started_at: String,
-    pub target: VersionRef,
+pub(crate) struct Journal {
+    pub(crate) operation_id: String,
+    pub(crate) command: String,
+    pub(crate) who: String,
+    pub(crate) started_at: String,
+    pub(crate) target: VersionRef,
     #[serde(default)]
-    pub snapshot: Option<Snapshot>,
+    pub(crate) snapshot: Option<Snapshot>,
     #[serde(default)]
-    pub lock: Option<HeldLock>,
+    pub(crate) lock: Option<HeldLock>,
     #[serde(default)]
-    pub steps: Vec<StepRecord>,
+    pub(crate) steps: Vec<StepRecord>,
     /// The terraform child running the apply, so `recover` can wait for it.
     #[serde(default)]
-    pub terraform_pid: Option<u32>,
+    pub(crate) terraform_pid: Option<u32>,
     #[serde(default)]
-    pub host: String,
+    pub(crate) host: String,
     #[serde(default)]
-    pub finished: bool,
+    pub(crate) finished: bool,
 }
 
 impl Journal {
-    /// A journal for an outcome reached before any operation began (nothing was locked or
-    /// written), so reports of such outcomes share the shape of the others.
-    pub fn detached(command: &str) -> Journal {
-        Journal {
-            operation_id: uuid::Uuid::new_v4().to_string(),
-            command: command.to_string(),
-            who: crate::lock::who(),
-            started_at: jiff::Timestamp::now().to_string(),
-            target: VersionRef {
-                version_id: String::new(),
-                serial: 0,
-            },
-            snapshot: None,
-            lock: None,
-            steps: vec![],
-            terraform_pid: None,
-            host: String::new(),
-            finished: true,
-        }
-    }
-
     /// True once the apply step has begun: from then on the state may have changed.
-    pub fn apply_started(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.name == "apply" || s.name == "restore")
+    pub(crate) fn apply_started(&self) -> bool {
+        self.steps.iter().any(|s| s.name.changes_state())
     }
 
-    pub fn last_step(&self) -> Option<&StepRecord> {
+    pub(crate) fn last_step(&self) -> Option<&StepRecord> {
         self.steps.last()
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum JournalError {
+pub(crate) enum JournalError {
     #[error(transparent)]
     S3(#[from] S3Error),
     #[error("cannot write {path}: {source}")]
@@ -120,20 +140,20 @@ pub enum JournalError {
 
 /// Where journals are kept for one state.
 #[derive(Clone)]
-pub struct JournalStore {
+pub(crate) struct JournalStore {
     store: StateStore,
     local: PathBuf,
 }
 
 impl JournalStore {
-    pub fn new(store: StateStore, workdir: &Path) -> JournalStore {
+    pub(crate) fn new(store: StateStore, workdir: &Path) -> JournalStore {
         JournalStore {
             store,
             local: workdir.join(LOCAL_DIR),
         }
     }
 
-    pub fn s3_key(&self) -> String {
+    pub(crate) fn s3_key(&self) -> String {
         format!("{}.tfrollback/journal.json", self.store.key())
     }
 
@@ -143,11 +163,11 @@ impl JournalStore {
 
     /// Writes the local copy only (before the lock is taken, when writing next to the state
     /// could clobber another operation's journal).
-    pub fn write_local(&self, journal: &Journal) -> Result<(), JournalError> {
+    pub(crate) fn write_local(&self, journal: &Journal) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
         let path = self.local_file();
         fsx::create_private_dir(&self.local)
-            .and_then(|_| fsx::write_atomic(&path, &bytes, 0o600))
+            .and_then(|()| fsx::write_atomic(&path, &bytes, 0o600))
             .map_err(|source| JournalError::Local {
                 path: path.display().to_string(),
                 source,
@@ -155,7 +175,7 @@ impl JournalStore {
     }
 
     /// Writes both copies; S3 first, since it survives the machine.
-    pub async fn write(&self, journal: &Journal) -> Result<(), JournalError> {
+    pub(crate) async fn write(&self, journal: &Journal) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
         self.store
             .put(&self.s3_key(), bytes, &Condition::None)
@@ -164,7 +184,7 @@ impl JournalStore {
     }
 
     /// The unfinished journal, from S3 or else the local copy.
-    pub async fn load(&self) -> Result<Option<Journal>, JournalError> {
+    pub(crate) async fn load(&self) -> Result<Option<Journal>, JournalError> {
         if let Some(fetched) = self.store.get(&self.s3_key()).await? {
             let journal: Journal =
                 serde_json::from_slice(&fetched.body).map_err(|e| JournalError::Corrupt {
@@ -190,7 +210,7 @@ impl JournalStore {
 
     /// Marks the operation finished in both places (the S3 object goes away: history keeps the
     /// record of what happened).
-    pub async fn finish(&self, journal: &mut Journal) -> Result<(), JournalError> {
+    pub(crate) async fn finish(&self, journal: &mut Journal) -> Result<(), JournalError> {
         journal.finished = true;
         self.write_local(journal)?;
         self.store.delete(&self.s3_key()).await?;

@@ -15,7 +15,7 @@ pub(crate) const FORMAT_VERSION: u64 = 4;
 pub(crate) const MAX_OUTPUTS_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("the state body is not JSON: {detail}")]
     NotJson { detail: String },
     #[error("the state body ends before the JSON document does (truncated)")]
@@ -37,33 +37,34 @@ pub enum StateError {
 
 /// One output as recorded in a state: the value is absent when the output is sensitive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputSummary {
-    pub sensitive: bool,
+pub(crate) struct OutputSummary {
+    pub(crate) sensitive: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
+    pub(crate) value: Option<Value>,
 }
 
 impl OutputSummary {
     /// The value as it may be shown to people: sensitive values are replaced.
-    pub fn display_value(&self) -> Value {
-        match (&self.value, self.sensitive) {
-            (Some(v), false) => v.clone(),
-            _ => Value::String(crate::SENSITIVE.to_string()),
+    pub(crate) fn display_value(&self) -> Value {
+        // A summary keeps no value of a sensitive output, so a missing value is hidden too.
+        match &self.value {
+            Some(v) => crate::model::redact(v, self.sensitive),
+            None => crate::model::redact(&Value::Null, true),
         }
     }
 }
 
 /// What `list` and `show` need to know about one state version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StateSummary {
-    pub terraform_version: String,
-    pub serial: u64,
-    pub lineage: String,
-    pub resources: u64,
-    pub outputs: BTreeMap<String, OutputSummary>,
+pub(crate) struct StateSummary {
+    pub(crate) terraform_version: String,
+    pub(crate) serial: u64,
+    pub(crate) lineage: String,
+    pub(crate) resources: u64,
+    pub(crate) outputs: BTreeMap<String, OutputSummary>,
     /// The state records check results (see `StateScanner::checks`).
     #[serde(default)]
-    pub checks: bool,
+    pub(crate) checks: bool,
 }
 
 #[derive(Deserialize)]
@@ -119,7 +120,7 @@ impl Field {
 /// outputs: the resources array is walked and counted, never kept, so memory stays flat
 /// whatever the size of the state.
 #[derive(Debug, Default)]
-pub struct StateScanner {
+pub(crate) struct StateScanner {
     depth: usize,
     in_string: bool,
     escape: bool,
@@ -147,11 +148,11 @@ pub struct StateScanner {
 }
 
 impl StateScanner {
-    pub fn new() -> StateScanner {
+    pub(crate) fn new() -> StateScanner {
         StateScanner::default()
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), StateError> {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), StateError> {
         let mut i = 0;
         while i < chunk.len() {
             if self.done {
@@ -314,7 +315,7 @@ impl StateScanner {
     }
 
     /// The summary, once the whole document has been fed.
-    pub fn finish(self) -> Result<StateSummary, StateError> {
+    pub(crate) fn finish(self) -> Result<StateSummary, StateError> {
         if self.encrypted {
             return Err(StateError::Encrypted);
         }
@@ -378,7 +379,7 @@ fn summarize_output(o: RawOutput) -> OutputSummary {
 
 /// The same state with another serial, every other byte unchanged: a rollback writes an old
 /// content as a new version, which needs a serial above the current one.
-pub fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
+pub(crate) fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
     let mut scanner = StateScanner::new();
     scanner.feed(body)?;
     let (start, end) = scanner
@@ -400,7 +401,7 @@ pub fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
 }
 
 /// Summarises a whole body held in memory.
-pub fn summarize(body: &[u8]) -> Result<StateSummary, StateError> {
+pub(crate) fn summarize(body: &[u8]) -> Result<StateSummary, StateError> {
     let mut scanner = StateScanner::new();
     scanner.feed(body)?;
     scanner.finish()
@@ -409,21 +410,21 @@ pub fn summarize(body: &[u8]) -> Result<StateSummary, StateError> {
 /// One output with its value, sensitive or not. Only the full parse has these; callers decide
 /// what may be shown.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Output {
-    pub value: Value,
-    pub sensitive: bool,
+pub(crate) struct Output {
+    pub(crate) value: Value,
+    pub(crate) sensitive: bool,
 }
 
 /// A state parsed whole, borrowing its body: resource instances stay raw JSON slices, so the
 /// memory needed is little more than the body itself.
 #[derive(Debug)]
-pub struct State<'a> {
-    pub terraform_version: String,
-    pub serial: u64,
-    pub lineage: String,
-    pub outputs: BTreeMap<String, Output>,
+pub(crate) struct State<'a> {
+    pub(crate) terraform_version: String,
+    pub(crate) serial: u64,
+    pub(crate) lineage: String,
+    pub(crate) outputs: BTreeMap<String, Output>,
     /// Resource instances by address (`module.m.aws_instance.web[0]`), in the file's order.
-    pub instances: BTreeMap<String, &'a RawValue>,
+    pub(crate) instances: BTreeMap<String, &'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -463,7 +464,7 @@ struct InstanceKey {
 }
 
 impl<'a> State<'a> {
-    pub fn parse(body: &'a str) -> Result<State<'a>, StateError> {
+    pub(crate) fn parse(body: &'a str) -> Result<State<'a>, StateError> {
         let file: FileV4<'a> = serde_json::from_str(body).map_err(|e| classify(body, e))?;
         if file.version != FORMAT_VERSION {
             return Err(StateError::UnsupportedFormat {
@@ -563,7 +564,7 @@ fn resource_address(r: &ResourceV4<'_>) -> String {
 }
 
 /// A short lineage for tables: the first 8 characters, as people compare them by eye.
-pub fn short_lineage(lineage: &str) -> &str {
+pub(crate) fn short_lineage(lineage: &str) -> &str {
     lineage.get(..8).unwrap_or(lineage)
 }
 
@@ -736,7 +737,7 @@ mod tests {
             scanner.feed(&body[..at]).unwrap();
             scanner.feed(&body[at..]).unwrap();
             let s = scanner.finish().unwrap();
-            prop_assert_eq!(s.serial, serial as u64);
+            prop_assert_eq!(s.serial, u64::from(serial));
             prop_assert_eq!(s.resources, resources.len() as u64);
             for (name, (value, sensitive)) in &outputs {
                 let o = &s.outputs[name];

@@ -12,11 +12,11 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::BucketVersioningStatus;
 use md5::{Digest, Md5};
 
-use crate::selector::{ObjectVersion, VersionId};
-use crate::settings::{Backend, Encryption};
+use crate::model::backend::{Backend, Encryption};
+use crate::model::selector::{ObjectVersion, VersionId};
 
 #[derive(Debug, thiserror::Error)]
-pub enum S3Error {
+pub(crate) enum S3Error {
     #[error("bucket {bucket} does not exist")]
     NoSuchBucket { bucket: String },
     #[error("{target} does not exist")]
@@ -71,7 +71,7 @@ pub enum S3Error {
 }
 
 impl S3Error {
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         Some(match self {
             S3Error::NoSuchBucket { .. } => {
                 "check --bucket, the backend configuration and the region (--region)".into()
@@ -119,7 +119,7 @@ fn iam_action(operation: &str) -> &str {
 }
 
 /// Access to a raw response's status code, for errors that carry no error code.
-pub trait HttpStatus {
+pub(crate) trait HttpStatus {
     fn http_status(&self) -> u16;
 }
 
@@ -191,15 +191,18 @@ where
 
 /// Builds the shared AWS configuration: standard credential chain, the backend's region and
 /// profile, retries, and timeouts so that no request can hang an incident response.
-pub async fn aws_config(backend: &Backend) -> Result<aws_config::SdkConfig, S3Error> {
+pub(crate) async fn aws_config(
+    backend: &Backend,
+    read_timeout: Duration,
+) -> Result<aws_config::SdkConfig, S3Error> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(5))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
-                .read_timeout(timeout_from_env("TFROLLBACK_READ_TIMEOUT", 30))
-                .operation_attempt_timeout(Duration::from_secs(120))
-                .operation_timeout(Duration::from_secs(300))
+                .read_timeout(read_timeout)
+                .operation_attempt_timeout(Duration::from_mins(2))
+                .operation_timeout(Duration::from_mins(5))
                 .build(),
         );
     if let Some(region) = &backend.region {
@@ -215,18 +218,8 @@ pub async fn aws_config(backend: &Backend) -> Result<aws_config::SdkConfig, S3Er
     Ok(config)
 }
 
-/// A read timeout can be shortened from the environment (tests of slow servers use it).
-fn timeout_from_env(name: &str, default_secs: u64) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(default_secs))
-}
-
 /// Fails early, with a clear message, when the credential chain finds nothing.
-pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), S3Error> {
+pub(crate) async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), S3Error> {
     use aws_credential_types::provider::ProvideCredentials;
     let Some(provider) = config.credentials_provider() else {
         return Err(S3Error::NoCredentials {
@@ -244,7 +237,7 @@ pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), S3E
 
 /// The state object of one backend.
 #[derive(Clone)]
-pub struct StateStore {
+pub(crate) struct StateStore {
     client: Client,
     bucket: String,
     key: String,
@@ -256,7 +249,7 @@ pub struct StateStore {
 
 /// A write's precondition: S3's compare-and-swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Condition {
+pub(crate) enum Condition {
     /// Overwrite whatever is there.
     None,
     /// Create only if absent (`If-None-Match: *`).
@@ -267,21 +260,25 @@ pub enum Condition {
 
 /// What a write produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    pub version_id: Option<VersionId>,
-    pub etag: Option<String>,
+pub(crate) struct Written {
+    pub(crate) version_id: Option<VersionId>,
+    pub(crate) etag: Option<String>,
 }
 
 /// An object's current content with its ETag and version id.
 #[derive(Debug, Clone)]
-pub struct Fetched {
-    pub body: Vec<u8>,
-    pub etag: Option<String>,
-    pub version_id: Option<VersionId>,
+pub(crate) struct Fetched {
+    pub(crate) body: Vec<u8>,
+    pub(crate) etag: Option<String>,
+    pub(crate) version_id: Option<VersionId>,
 }
 
 impl StateStore {
-    pub fn new(config: &aws_config::SdkConfig, backend: &Backend, page_size: i32) -> StateStore {
+    pub(crate) fn new(
+        config: &aws_config::SdkConfig,
+        backend: &Backend,
+        page_size: i32,
+    ) -> StateStore {
         let mut s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(backend.path_style);
         if let Some(endpoint) = &backend.endpoint_s3 {
             s3 = s3.endpoint_url(endpoint);
@@ -297,23 +294,23 @@ impl StateStore {
         }
     }
 
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         &self.bucket
     }
 
     /// The state object's key.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
     /// Writes an object next to the state (or the state itself) the way the backend writes
     /// state: JSON content type, SHA-256 checksum unless the backend skips it, the backend's
     /// encryption and ACL, and the given precondition.
-    pub async fn put(
+    pub(crate) async fn put(
         &self,
         key: &str,
         body: Vec<u8>,
@@ -370,7 +367,7 @@ impl StateStore {
     }
 
     /// The current content of an object next to the state, or None when there is none.
-    pub async fn get(&self, key: &str) -> Result<Option<Fetched>, S3Error> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Fetched>, S3Error> {
         let target = format!("s3://{}/{key}", self.bucket);
         let mut req = self.client.get_object().bucket(&self.bucket).key(key);
         if let Encryption::CustomerKey(k) = &self.encryption {
@@ -403,7 +400,7 @@ impl StateStore {
     }
 
     /// The tags of one version of the state object.
-    pub async fn tags(&self, version: &VersionId) -> Result<Vec<(String, String)>, S3Error> {
+    pub(crate) async fn tags(&self, version: &VersionId) -> Result<Vec<(String, String)>, S3Error> {
         let out = self
             .client
             .get_object_tagging()
@@ -423,7 +420,7 @@ impl StateStore {
     }
 
     /// Replaces the tags of one version of the state object (none: removes them).
-    pub async fn set_tags(
+    pub(crate) async fn set_tags(
         &self,
         version: &VersionId,
         tags: &[(String, String)],
@@ -485,7 +482,7 @@ impl StateStore {
     }
 
     /// The keys under `prefix` (current objects, not versions), in key order.
-    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+    pub(crate) async fn keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
         let mut keys = vec![];
         let mut token: Option<String> = None;
         loop {
@@ -515,7 +512,7 @@ impl StateStore {
 
     /// Deletes the current version of an object next to the state (in a versioned bucket this
     /// adds a delete marker; nothing is lost).
-    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), S3Error> {
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -527,7 +524,7 @@ impl StateStore {
     }
 
     /// Fails unless versioning is enabled: without it there is nothing to roll back to.
-    pub async fn check_versioning(&self) -> Result<(), S3Error> {
+    pub(crate) async fn check_versioning(&self) -> Result<(), S3Error> {
         let out = self
             .client
             .get_bucket_versioning()
@@ -551,7 +548,7 @@ impl StateStore {
     /// A prefix listing also returns `<key>.tflock` and look-alike keys; only exact matches are
     /// kept. The key itself sorts first among the keys it prefixes, so paging stops as soon as
     /// another key shows up.
-    pub async fn list_versions(&self) -> Result<Vec<ObjectVersion>, S3Error> {
+    pub(crate) async fn list_versions(&self) -> Result<Vec<ObjectVersion>, S3Error> {
         let mut versions = vec![];
         let mut markers = vec![];
         let mut key_marker: Option<String> = None;
@@ -617,7 +614,7 @@ impl StateStore {
     }
 
     /// Starts reading one version's body.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         version: &VersionId,
     ) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
@@ -647,16 +644,8 @@ impl StateStore {
     }
 
     /// One version's whole body (a body that breaks off mid-stream is read again).
-    pub async fn read(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
-        let mut attempt = 1;
-        loop {
-            match self.read_once(version).await {
-                Err(S3Error::Body { .. }) if attempt < crate::summaries::BODY_ATTEMPTS => {
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+    pub(crate) async fn read(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
+        retry_body(version, || self.read_once(version)).await
     }
 
     async fn read_once(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
@@ -666,6 +655,28 @@ impl StateStore {
             detail: DisplayErrorContext(&e).to_string(),
         })?;
         Ok(bytes.to_vec())
+    }
+}
+
+/// How many times a body that breaks off mid-stream is read again.
+const BODY_ATTEMPTS: u32 = 4;
+
+/// Runs `read` again while the body breaks off mid-stream: the SDK retries requests, but not a
+/// body that stops arriving after the answer began.
+pub(crate) async fn retry_body<T, F, Fut>(version: &VersionId, mut read: F) -> Result<T, S3Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S3Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Err(S3Error::Body { .. }) if attempt < BODY_ATTEMPTS => {
+                tracing::info!("reading version {version} broke off; trying again");
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -689,7 +700,7 @@ fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
 /// The SDK returns versions and delete markers as two lists, each newest first; S3's own
 /// order interleaves them. Merge by time (S3 keeps one-second resolution), keeping each list's
 /// order, and let the latest entry win a tie.
-pub fn merge_newest_first(
+pub(crate) fn merge_newest_first(
     versions: Vec<ObjectVersion>,
     markers: Vec<ObjectVersion>,
 ) -> Vec<ObjectVersion> {
@@ -720,7 +731,7 @@ fn customer_key_md5(key_b64: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selector::tests::version;
+    use crate::model::selector::tests::version;
 
     fn at(mut v: ObjectVersion, secs: i64) -> ObjectVersion {
         v.last_modified = jiff::Timestamp::from_second(secs).unwrap();

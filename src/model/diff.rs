@@ -7,42 +7,44 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::SENSITIVE;
-use crate::state::State;
+#[cfg(test)]
+use crate::model::SENSITIVE;
+use crate::model::redact;
+use crate::model::state::State;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Change {
+pub(crate) enum Change {
     Added,
     Removed,
     Changed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OutputChange {
-    pub name: String,
-    pub change: Change,
-    pub from: Option<Value>,
-    pub to: Option<Value>,
+pub(crate) struct OutputChange {
+    pub(crate) name: String,
+    pub(crate) change: Change,
+    pub(crate) from: Option<Value>,
+    pub(crate) to: Option<Value>,
     #[serde(skip)]
-    pub sensitive: bool,
+    pub(crate) sensitive: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ResourceChanges {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
+pub(crate) struct ResourceChanges {
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
+    pub(crate) changed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StateDiff {
-    pub outputs: Vec<OutputChange>,
-    pub resources: ResourceChanges,
+pub(crate) struct StateDiff {
+    pub(crate) outputs: Vec<OutputChange>,
+    pub(crate) resources: ResourceChanges,
 }
 
 /// The changes that going from `from` to `to` makes.
-pub fn diff_states(from: &State<'_>, to: &State<'_>) -> StateDiff {
+pub(crate) fn diff_states(from: &State<'_>, to: &State<'_>) -> StateDiff {
     let names: BTreeSet<&String> = from.outputs.keys().chain(to.outputs.keys()).collect();
     let mut outputs = vec![];
     for name in names {
@@ -56,15 +58,8 @@ pub fn diff_states(from: &State<'_>, to: &State<'_>) -> StateDiff {
             _ => continue,
         };
         let sensitive = a.is_some_and(|o| o.sensitive) || b.is_some_and(|o| o.sensitive);
-        let shown = |o: Option<&crate::state::Output>| {
-            o.map(|o| {
-                if sensitive {
-                    Value::String(SENSITIVE.into())
-                } else {
-                    o.value.clone()
-                }
-            })
-        };
+        let shown =
+            |o: Option<&crate::model::state::Output>| o.map(|o| redact(&o.value, sensitive));
         outputs.push(OutputChange {
             name: name.clone(),
             change,
@@ -79,7 +74,7 @@ pub fn diff_states(from: &State<'_>, to: &State<'_>) -> StateDiff {
         match to.instances.get(address) {
             None => resources.removed.push(address.clone()),
             Some(other) if !same_json(raw.get(), other.get()) => {
-                resources.changed.push(address.clone())
+                resources.changed.push(address.clone());
             }
             Some(_) => {}
         }
@@ -100,6 +95,50 @@ fn same_json(a: &str, b: &str) -> bool {
             (serde_json::from_str::<Value>(a), serde_json::from_str::<Value>(b)),
             (Ok(x), Ok(y)) if x == y
         )
+}
+
+/// An object the state holds but a restored state does not track: left outside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Orphan {
+    pub(crate) address: String,
+    pub(crate) id: Option<String>,
+}
+
+/// Objects in `current` that `restored` does not track: instances at an address the restored
+/// state lacks, and instances whose `id` differs from the one the restored state records there
+/// (the failed apply replaced them: the new object exists, the state points at the old one).
+pub(crate) fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
+    let (Ok(cur_text), Ok(old_text)) =
+        (std::str::from_utf8(current), std::str::from_utf8(restored))
+    else {
+        return vec![];
+    };
+    let (Ok(cur), Ok(old)) = (State::parse(cur_text), State::parse(old_text)) else {
+        return vec![];
+    };
+    let id = |raw: &serde_json::value::RawValue| {
+        serde_json::from_str::<serde_json::Value>(raw.get())
+            .ok()
+            .and_then(|v| {
+                v.pointer("/attributes/id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_string)
+            })
+    };
+    cur.instances
+        .iter()
+        .filter_map(|(address, raw)| {
+            let now = id(raw);
+            let tracked = old.instances.get(address).map(|r| id(r));
+            match tracked {
+                Some(before) if before == now => None,
+                _ => Some(Orphan {
+                    address: address.clone(),
+                    id: now,
+                }),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,5 +194,45 @@ mod tests {
     fn formatting_alone_is_no_change() {
         assert!(same_json("{\"a\": 1}", "{\"a\":1}"));
         assert!(!same_json("{\"a\": 1}", "{\"a\":2}"));
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    fn state(instances: &[(&str, &str)]) -> Vec<u8> {
+        let resources: Vec<serde_json::Value> = instances
+            .iter()
+            .map(|(name, id)| {
+                serde_json::json!({"mode": "managed", "type": "terraform_data", "name": name,
+                    "instances": [{"attributes": {"id": id}}]})
+            })
+            .collect();
+        serde_json::to_vec(
+            &serde_json::json!({"version": 4, "terraform_version": "1.11.4",
+            "serial": 1, "lineage": "l", "outputs": {}, "resources": resources}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn orphans_are_new_addresses_and_replaced_objects() {
+        let snapshot = state(&[("router", "r-old"), ("db", "db-1")]);
+        let failed = state(&[("router", "r-new"), ("db", "db-1"), ("canary", "c-1")]);
+        let found: Vec<(String, Option<String>)> = orphans(&failed, &snapshot)
+            .into_iter()
+            .map(|o| (o.address, o.id))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("terraform_data.canary".to_string(), Some("c-1".to_string())),
+                (
+                    "terraform_data.router".to_string(),
+                    Some("r-new".to_string())
+                ),
+            ]
+        );
     }
 }

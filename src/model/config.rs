@@ -2,18 +2,17 @@
 //! (type, sensitivity, the values their validation allows) and the optional `tfrollback.hcl`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use hcl::expr::Expression;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::hclx;
+use crate::model::hclx;
 
-pub const TOOL_CONFIG_FILE: &str = "tfrollback.hcl";
+pub(crate) const TOOL_CONFIG_FILE: &str = "tfrollback.hcl";
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -25,17 +24,17 @@ pub enum ConfigError {
 
 /// A declared input variable.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Variable {
-    pub name: String,
-    pub ty: VarType,
-    pub sensitive: bool,
+pub(crate) struct Variable {
+    pub(crate) name: String,
+    pub(crate) ty: VarType,
+    pub(crate) sensitive: bool,
     /// The values a `contains([...], var.NAME)` validation allows, when there is one.
-    pub allowed: Option<Vec<String>>,
+    pub(crate) allowed: Option<Vec<String>>,
 }
 
 /// A Terraform type constraint, as far as checking a rollback value needs it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum VarType {
+pub(crate) enum VarType {
     Any,
     String,
     Number,
@@ -91,7 +90,7 @@ impl VarType {
     }
 
     /// Whether Terraform would accept `value` for this type (with its usual conversions).
-    pub fn accepts(&self, value: &Value) -> bool {
+    pub(crate) fn accepts(&self, value: &Value) -> bool {
         match (self, value) {
             (_, Value::Null) | (VarType::Any, _) => true,
             (VarType::String, v) => v.is_string() || v.is_number() || v.is_boolean(),
@@ -116,7 +115,7 @@ impl VarType {
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             VarType::Any => "any".into(),
             VarType::String => "string".into(),
@@ -133,72 +132,42 @@ impl VarType {
 /// `tfrollback.hcl`: mappings a team writes down once instead of passing flags.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ToolConfig {
+pub(crate) struct ToolConfig {
     #[serde(default)]
-    pub slot_variable: Option<String>,
+    pub(crate) slot_variable: Option<String>,
     /// `"OUTPUT.PATH" = "VARIABLE"`.
     #[serde(default)]
-    pub map: BTreeMap<String, String>,
+    pub(crate) map: BTreeMap<String, String>,
 }
 
 /// What tfrollback reads of the working directory's configuration.
 #[derive(Debug, Clone, Default)]
-pub struct Configuration {
-    pub variables: BTreeMap<String, Variable>,
-    pub tool: ToolConfig,
+pub(crate) struct Configuration {
+    pub(crate) variables: BTreeMap<String, Variable>,
+    pub(crate) tool: ToolConfig,
 }
 
 impl Configuration {
-    /// Reads the `*.tf` files and `tfrollback.hcl` of `dir`.
-    pub fn load(dir: &Path) -> Result<Configuration, ConfigError> {
+    /// The configuration from the `*.tf` files' texts (name, text) and `tfrollback.hcl`'s.
+    pub(crate) fn from_files(
+        tf_files: &[(String, String)],
+        tool: Option<&str>,
+    ) -> Result<Configuration, ConfigError> {
         let mut variables = BTreeMap::new();
-        for (file, text) in read_tf_files(dir)? {
-            for v in parse_variables(&file, &text)? {
+        for (file, text) in tf_files {
+            for v in parse_variables(file, text)? {
                 variables.insert(v.name.clone(), v);
             }
         }
-        let tool_path = dir.join(TOOL_CONFIG_FILE);
-        let tool = match std::fs::read_to_string(&tool_path) {
-            Ok(text) => parse_tool_config(TOOL_CONFIG_FILE, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ToolConfig::default(),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: tool_path.display().to_string(),
-                    source,
-                });
-            }
+        let tool = match tool {
+            Some(text) => parse_tool_config(TOOL_CONFIG_FILE, text)?,
+            None => ToolConfig::default(),
         };
         Ok(Configuration { variables, tool })
     }
 }
 
-/// The `*.tf` files of a directory, sorted by name, with their text.
-pub fn read_tf_files(dir: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let read_err = |source| ConfigError::Read {
-        path: dir.display().to_string(),
-        source,
-    };
-    let mut files = vec![];
-    for entry in std::fs::read_dir(dir).map_err(read_err)? {
-        let path = entry.map_err(read_err)?.path();
-        if path.extension().is_some_and(|e| e == "tf") && path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            files.push((name, text));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-pub fn parse_tool_config(file: &str, text: &str) -> Result<ToolConfig, ConfigError> {
+pub(crate) fn parse_tool_config(file: &str, text: &str) -> Result<ToolConfig, ConfigError> {
     hcl::from_str(text).map_err(|e| ConfigError::Hcl {
         file: file.to_string(),
         detail: e.to_string(),
@@ -206,7 +175,7 @@ pub fn parse_tool_config(file: &str, text: &str) -> Result<ToolConfig, ConfigErr
 }
 
 /// The `variable` blocks of one file.
-pub fn parse_variables(file: &str, text: &str) -> Result<Vec<Variable>, ConfigError> {
+pub(crate) fn parse_variables(file: &str, text: &str) -> Result<Vec<Variable>, ConfigError> {
     let body = hcl::parse(text).map_err(|e| ConfigError::Hcl {
         file: file.to_string(),
         detail: e.to_string(),

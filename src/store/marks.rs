@@ -7,31 +7,31 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::s3::{Condition, S3Error, StateStore};
-use crate::selector::VersionId;
+use crate::model::selector::VersionId;
+use crate::store::s3::{Condition, S3Error, StateStore};
 
 const TAG_MARK: &str = "tfrollback:mark:";
 const TAG_NOTE: &str = "tfrollback:note:";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mark {
-    pub version_id: VersionId,
-    pub label: String,
+pub(crate) struct Mark {
+    pub(crate) version_id: VersionId,
+    pub(crate) label: String,
     #[serde(default)]
-    pub note: Option<String>,
-    pub who: String,
-    pub at: String,
+    pub(crate) note: Option<String>,
+    pub(crate) who: String,
+    pub(crate) at: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MarkIndex {
+pub(crate) struct MarkIndex {
     #[serde(default)]
-    pub marks: Vec<Mark>,
+    pub(crate) marks: Vec<Mark>,
 }
 
 impl MarkIndex {
     /// Version -> labels.
-    pub fn by_version(&self) -> BTreeMap<VersionId, Vec<String>> {
+    pub(crate) fn by_version(&self) -> BTreeMap<VersionId, Vec<String>> {
         let mut map: BTreeMap<VersionId, Vec<String>> = BTreeMap::new();
         for m in &self.marks {
             map.entry(m.version_id.clone())
@@ -43,12 +43,12 @@ impl MarkIndex {
 }
 
 #[derive(Clone)]
-pub struct MarkStore {
+pub(crate) struct MarkStore {
     store: StateStore,
 }
 
 impl MarkStore {
-    pub fn new(store: StateStore) -> MarkStore {
+    pub(crate) fn new(store: StateStore) -> MarkStore {
         MarkStore { store }
     }
 
@@ -58,7 +58,7 @@ impl MarkStore {
 
     /// The marks; an index this identity may not read only hides them (without
     /// s3:ListBucket, S3 answers a missing object with 403 rather than 404).
-    pub async fn load(&self) -> Result<MarkIndex, S3Error> {
+    pub(crate) async fn load(&self) -> Result<MarkIndex, S3Error> {
         match self.load_with_etag().await {
             Ok((index, _)) => Ok(index),
             Err(S3Error::AccessDenied { .. }) => {
@@ -91,7 +91,7 @@ impl MarkStore {
                 None => Condition::Absent,
             };
             match self.store.put(&self.index_key(), body, &condition).await {
-                Err(S3Error::PreconditionFailed { .. }) => continue,
+                Err(S3Error::PreconditionFailed { .. }) => {}
                 other => return other.map(|_| ()),
             }
         }
@@ -103,7 +103,7 @@ impl MarkStore {
 
     /// Tags the version and records the mark (replacing an earlier mark with the same label on
     /// that version).
-    pub async fn mark(&self, mark: Mark) -> Result<(), S3Error> {
+    pub(crate) async fn mark(&self, mark: Mark) -> Result<(), S3Error> {
         let mut tags: Vec<(String, String)> = self
             .store
             .tags(&mark.version_id)
@@ -132,7 +132,7 @@ impl MarkStore {
     }
 
     /// Removes a mark from the version's tags and the index. Returns whether it was there.
-    pub async fn unmark(&self, version: &VersionId, label: &str) -> Result<bool, S3Error> {
+    pub(crate) async fn unmark(&self, version: &VersionId, label: &str) -> Result<bool, S3Error> {
         let tags = self.store.tags(version).await?;
         let keep: Vec<(String, String)> = tags
             .iter()
@@ -155,7 +155,7 @@ impl MarkStore {
             self.update(|index| {
                 index
                     .marks
-                    .retain(|m| !(&m.version_id == version && m.label == label))
+                    .retain(|m| !(&m.version_id == version && m.label == label));
             })
             .await?;
         }

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use crate::fsx;
-use crate::selector::VersionId;
-use crate::state::StateSummary;
+use crate::model::selector::VersionId;
+use crate::model::state::StateSummary;
+use crate::store::fsx;
 
 const FORMAT: u32 = 2;
 
@@ -20,7 +20,7 @@ const FORMAT: u32 = 2;
 /// body stays broken, so that is worth remembering too).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Cached {
+pub(crate) enum Cached {
     Summary(StateSummary),
     Unreadable(String),
 }
@@ -32,7 +32,7 @@ struct CacheFile {
     entries: BTreeMap<VersionId, Cached>,
 }
 
-pub struct SummaryCache {
+pub(crate) struct SummaryCache {
     path: Option<PathBuf>,
     file: CacheFile,
     dirty: bool,
@@ -41,8 +41,8 @@ pub struct SummaryCache {
 impl SummaryCache {
     /// The cache for one state object at one endpoint. Never fails: a cache that cannot be
     /// read starts empty, and one that cannot be written is skipped with a warning.
-    pub fn open(endpoint: Option<&str>, location: &str, enabled: bool) -> SummaryCache {
-        let path = enabled.then(cache_dir).flatten().map(|dir| {
+    pub(crate) fn open(dir: Option<&Path>, endpoint: Option<&str>, location: &str) -> SummaryCache {
+        let path = dir.map(|dir| {
             let id = Md5::digest(format!("{}\n{location}", endpoint.unwrap_or("aws")));
             dir.join("summaries").join(format!("{}.json", hex(&id)))
         });
@@ -63,17 +63,17 @@ impl SummaryCache {
         }
     }
 
-    pub fn get(&self, id: &VersionId) -> Option<&Cached> {
+    pub(crate) fn get(&self, id: &VersionId) -> Option<&Cached> {
         self.file.entries.get(id)
     }
 
-    pub fn insert(&mut self, id: VersionId, entry: Cached) {
+    pub(crate) fn insert(&mut self, id: VersionId, entry: Cached) {
         self.file.entries.insert(id, entry);
         self.dirty = true;
     }
 
     /// Writes the cache atomically (a temporary file renamed into place).
-    pub fn save(&mut self) -> Result<(), std::io::Error> {
+    pub(crate) fn save(&mut self) -> Result<(), std::io::Error> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -90,16 +90,6 @@ impl SummaryCache {
         self.dirty = false;
         Ok(())
     }
-}
-
-/// `$XDG_CACHE_HOME/tfrollback`, else `~/.cache/tfrollback`.
-fn cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("tfrollback"))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,0 +1,416 @@
+//! The rollback engine: a state-changing operation (`to`, `restore`, `recover`) as named steps
+//! recorded in the journal before they run, the lock held from start to end, a snapshot of the
+//! state as it was found, and writes that are compare-and-swap on the ETag just read, with
+//! serial = current + 1, the same lineage, the backend's encryption and the DynamoDB digest, so
+//! terraform accepts the result. It knows nothing of the commands: they hand it an `Engine`.
+
+pub(crate) mod report;
+pub(crate) mod signals;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Refusal};
+use crate::model::diff::{Orphan, orphans};
+use crate::model::identity::Identity;
+use crate::model::selector::{Selector, VersionId, VersionRef};
+use crate::model::state;
+use crate::printer::Printer;
+use crate::store::Store;
+use crate::store::fsx;
+use crate::store::journal::{Journal, LOCAL_DIR, Snapshot, Step, StepRecord, StepStatus};
+use crate::store::lock::{HeldLock, LockInfo};
+use crate::store::s3::{Condition, Fetched, Written};
+
+/// What the engine needs of a run, as plain references: the store, the printer, the working
+/// directory (local snapshots and journal), who runs it, and the failpoint test seam.
+#[derive(Clone, Copy)]
+pub(crate) struct Engine<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) printer: &'a Printer,
+    pub(crate) workdir: &'a Path,
+    pub(crate) identity: &'a Identity,
+    pub(crate) failpoint: Option<&'a str>,
+}
+
+impl Engine<'_> {
+    /// A test seam for the crash-safety suite: `TFROLLBACK_FAILPOINT=STEP=pause` stops the
+    /// operation for good right after the journal records STEP (so a test can kill it at
+    /// exactly that point), and `STEP=wait:PATH` holds it there until PATH exists. Unset, it
+    /// does nothing.
+    async fn failpoint(&self, step: &str) {
+        let Some((at, action)) = self.failpoint.and_then(|spec| spec.split_once('=')) else {
+            return;
+        };
+        if at != step {
+            return;
+        }
+        eprintln!("tfrollback: failpoint at step {step}: {action}");
+        loop {
+            match action.strip_prefix("wait:") {
+                Some(path) if Path::new(path).exists() => return,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+/// What an operation does, which names it in the journal, the lock, reports and history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    To,
+    Restore,
+}
+
+impl Verb {
+    /// The command as the user gave it (`to previous`): the one form of the command string.
+    /// The version it resolved to is the operation's target.
+    pub(crate) fn command(self, selector: &Selector) -> String {
+        match self {
+            Verb::To => format!("to {selector}"),
+            Verb::Restore => format!("restore {selector}"),
+        }
+    }
+}
+
+pub(crate) struct Operation<'a> {
+    engine: Engine<'a>,
+    pub(crate) journal: Journal,
+    held: Option<HeldLock>,
+    step_started: Option<Instant>,
+}
+
+impl<'a> Operation<'a> {
+    /// A new operation; its preflight (resolving and reading, which changed nothing) took
+    /// from `preflight_started` until now.
+    pub(crate) fn new(
+        engine: Engine<'a>,
+        command: String,
+        target: VersionRef,
+        preflight_started: Instant,
+    ) -> Operation<'a> {
+        let mut op = Operation {
+            engine,
+            journal: Journal {
+                operation_id: uuid::Uuid::new_v4().to_string(),
+                command,
+                who: engine.identity.user.clone(),
+                started_at: jiff::Timestamp::now().to_string(),
+                target,
+                snapshot: None,
+                lock: None,
+                steps: vec![],
+                terraform_pid: None,
+                host: engine.identity.host.clone(),
+                finished: false,
+            },
+            held: None,
+            step_started: None,
+        };
+        op.journal.steps.push(StepRecord {
+            name: Step::Preflight,
+            status: StepStatus::Ok,
+            started_at: jiff::Timestamp::now().to_string(),
+            duration_ms: preflight_started.elapsed().as_millis() as u64,
+        });
+        op
+    }
+
+    /// Continues an interrupted operation from its journal (for `recover`).
+    pub(crate) fn resume(engine: Engine<'a>, journal: Journal) -> Operation<'a> {
+        Operation {
+            engine,
+            journal,
+            held: None,
+            step_started: None,
+        }
+    }
+
+    pub(crate) fn printer(&self) -> &'a Printer {
+        self.engine.printer
+    }
+
+    pub(crate) fn store(&self) -> &'a Store {
+        self.engine.store
+    }
+
+    /// A local file of this operation under `.tfrollback/<dir>/`, as an absolute path.
+    pub(crate) fn local_file(&self, dir: &str, suffix: &str) -> PathBuf {
+        fsx::absolute(
+            &self
+                .engine
+                .workdir
+                .join(LOCAL_DIR)
+                .join(dir)
+                .join(format!("{}{suffix}", self.journal.operation_id)),
+        )
+    }
+
+    /// Takes the lock for the operation (after its preflight); when that fails the operation
+    /// is closed and the error returned, nothing having changed.
+    pub(crate) async fn start(
+        &mut self,
+        terraform_version: String,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        self.begin(Step::Lock).await?;
+        let operation = format!("tfrollback {}", self.journal.command);
+        if let Err(e) = self.lock(operation, terraform_version, timeout).await {
+            return Err(self.abort(e).await);
+        }
+        Ok(())
+    }
+
+    /// Ends an operation that failed before anything was applied: the running step failed,
+    /// the lock is released and the journal finished. Returns `error` for the caller.
+    pub(crate) async fn abort(&mut self, error: Error) -> Error {
+        self.finish_step(StepStatus::Failed);
+        if let Err(close) = self.close().await {
+            self.printer().note(&format!("warning: {}", close.render()));
+        }
+        error
+    }
+
+    /// Starts a step: records it in the journal before anything of it runs. Before the lock is
+    /// held only the local journal is written, so another operation's journal is never touched.
+    pub(crate) async fn begin(&mut self, step: Step) -> Result<(), Error> {
+        self.finish_step(StepStatus::Ok);
+        self.journal.steps.push(StepRecord {
+            name: step,
+            status: StepStatus::Running,
+            started_at: jiff::Timestamp::now().to_string(),
+            duration_ms: 0,
+        });
+        self.step_started = Some(Instant::now());
+        self.save().await?;
+        self.engine.failpoint(step.name()).await;
+        Ok(())
+    }
+
+    /// Ends the running step with `status` (the journal is written at the next step).
+    pub(crate) fn finish_step(&mut self, status: StepStatus) {
+        if let (Some(started), Some(step)) =
+            (self.step_started.take(), self.journal.steps.last_mut())
+            && step.status == StepStatus::Running
+        {
+            step.status = status;
+            step.duration_ms = started.elapsed().as_millis() as u64;
+        }
+    }
+
+    /// Records a step that did not run.
+    pub(crate) fn skip(&mut self, step: Step) {
+        self.finish_step(StepStatus::Ok);
+        self.journal.steps.push(StepRecord {
+            name: step,
+            status: StepStatus::Skipped,
+            started_at: jiff::Timestamp::now().to_string(),
+            duration_ms: 0,
+        });
+    }
+
+    pub(crate) async fn save(&self) -> Result<(), Error> {
+        let journals = &self.store().journals;
+        if self.held.is_some() || !self.store().locker.enabled() && self.journal.snapshot.is_some()
+        {
+            journals.write(&self.journal).await?;
+        } else {
+            journals.write_local(&self.journal)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the state lock the way terraform does, waiting up to `timeout` for another holder.
+    async fn lock(
+        &mut self,
+        operation: String,
+        terraform_version: String,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let store = self.store();
+        if !store.locker.enabled() {
+            self.printer().note(
+                "warning: the backend configures no state lock (neither use_lockfile nor dynamodb_table), so nothing keeps others out during the rollback",
+            );
+            return Ok(());
+        }
+        let backend = store.backend();
+        let info = LockInfo::new(
+            operation,
+            format!("tfrollback operation {}", self.journal.operation_id),
+            self.engine.identity.user.clone(),
+            terraform_version,
+            &backend.bucket,
+            &backend.key,
+        );
+        // The local journal names the lock before it is taken: if tfrollback dies right after
+        // taking it, `recover` can still prove the lock is its own.
+        self.journal.lock = Some(HeldLock {
+            info: info.clone(),
+            lockfile: backend.use_lockfile,
+            dynamodb: backend.dynamodb_table.is_some(),
+        });
+        store.journals.write_local(&self.journal)?;
+        let printer = self.printer();
+        let held = store
+            .locker
+            .acquire(&info, timeout, &mut |holder| {
+                printer.note(&format!(
+                    "waiting for the state lock held by {} ({}, since {})",
+                    holder.who, holder.operation, holder.created
+                ));
+            })
+            .await?;
+        self.held = Some(held);
+        self.save().await
+    }
+
+    /// Adopts the lock of an interrupted operation when its ID is the one the journal
+    /// recorded; otherwise takes the lock anew. Returns whether the old lock was adopted.
+    pub(crate) async fn adopt_lock(
+        &mut self,
+        terraform_version: String,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
+        if let (Some(recorded), Some(holder)) = (
+            self.journal.lock.clone(),
+            self.store().locker.holder().await?,
+        ) && holder.id == recorded.info.id
+        {
+            self.held = Some(recorded);
+            return Ok(true);
+        }
+        let operation = format!("tfrollback recover {}", self.journal.operation_id);
+        self.lock(operation, terraform_version, timeout).await?;
+        Ok(false)
+    }
+
+    /// Releases the lock if it is ours.
+    async fn unlock(&mut self) -> Result<(), Error> {
+        if let Some(held) = self.held.take()
+            && !self.store().locker.release(&held).await?
+        {
+            tracing::warn!("the lock was no longer ours to release");
+        }
+        Ok(())
+    }
+
+    /// Reads the current state under the lock and saves it locally (0600) as the snapshot.
+    pub(crate) async fn snapshot(&mut self) -> Result<Snapshot, Error> {
+        let current = self.current().await?;
+        let version_id = current.version_id.clone().unwrap_or_else(VersionId::null);
+        let summary = state::summarize(&current.body).map_err(|source| Error::State {
+            version: version_id.clone(),
+            location: self.store().location(),
+            source,
+        })?;
+        let dir = PathBuf::from(LOCAL_DIR).join("snapshots");
+        let file = dir.join(format!(
+            "{}-serial-{}.tfstate",
+            self.journal.operation_id, summary.serial
+        ));
+        let abs_dir = self.engine.workdir.join(&dir);
+        let abs_file = self.engine.workdir.join(&file);
+        fsx::create_private_dir(&abs_dir)
+            .and_then(|()| fsx::write_atomic(&abs_file, &current.body, 0o600))
+            .map_err(|source| Error::Write {
+                path: abs_file.display().to_string(),
+                source,
+            })?;
+        let snapshot = Snapshot {
+            version_id,
+            serial: summary.serial,
+            lineage: summary.lineage,
+            etag: current.etag.clone().unwrap_or_default(),
+            file: file.display().to_string(),
+        };
+        self.journal.snapshot = Some(snapshot.clone());
+        self.save().await?;
+        Ok(snapshot)
+    }
+
+    /// The state object as it is now.
+    pub(crate) async fn current(&self) -> Result<Fetched, Error> {
+        let objects = &self.store().objects;
+        objects.get(objects.key()).await?.ok_or_else(|| {
+            Refusal::StateMissing {
+                location: self.store().location(),
+            }
+            .into()
+        })
+    }
+
+    /// Writes `content` as the new current state over `over`: serial = over's serial + 1,
+    /// conditional on over's ETag, then the DynamoDB digest.
+    pub(crate) async fn write_state(
+        &self,
+        content: &[u8],
+        over: &Fetched,
+    ) -> Result<Written, Error> {
+        let store = self.store();
+        let location = store.location();
+        let over_serial = state::summarize(&over.body)
+            .map_err(|source| Error::State {
+                version: over.version_id.clone().unwrap_or_else(VersionId::null),
+                location: location.clone(),
+                source,
+            })?
+            .serial;
+        let body = state::with_serial(content, over_serial + 1).map_err(|source| Error::State {
+            version: VersionId::null(),
+            location,
+            source,
+        })?;
+        let etag = over.etag.clone().unwrap_or_default();
+        self.engine.failpoint("write").await;
+        let objects = &store.objects;
+        let written = objects
+            .put(objects.key(), body.clone(), &Condition::Matches(etag))
+            .await?;
+        if let Some(table) = &store.table {
+            table
+                .set_digest(objects.bucket(), objects.key(), &body)
+                .await?;
+        }
+        Ok(written)
+    }
+
+    /// Puts the snapshot back as the new current state, unless the state never moved from it.
+    /// Returns the new version (None when nothing needed writing) and the resources that the
+    /// state now holds but the snapshot does not (left outside the restored state).
+    pub(crate) async fn restore_snapshot(
+        &mut self,
+    ) -> Result<(Option<VersionId>, Vec<Orphan>), Error> {
+        let snapshot = self.journal.snapshot.clone().ok_or(Refusal::NoSnapshot)?;
+        let saved = self.snapshot_bytes(&snapshot).await?;
+        let current = self.current().await?;
+        if current.version_id.as_ref() == Some(&snapshot.version_id) {
+            return Ok((None, vec![]));
+        }
+        let orphans = orphans(&current.body, &saved);
+        let written = self.write_state(&saved, &current).await?;
+        Ok((written.version_id, orphans))
+    }
+
+    /// The snapshot's bytes: the local copy, else the S3 version it was taken from.
+    async fn snapshot_bytes(&self, snapshot: &Snapshot) -> Result<Vec<u8>, Error> {
+        if let Ok(bytes) = std::fs::read(self.engine.workdir.join(&snapshot.file)) {
+            return Ok(bytes);
+        }
+        Ok(self.store().objects.read(&snapshot.version_id).await?)
+    }
+
+    /// Ends the operation: the journal is marked finished and the lock released.
+    pub(crate) async fn close(&mut self) -> Result<(), Error> {
+        self.finish_step(StepStatus::Ok);
+        self.unlock().await?;
+        let journals = &self.store().journals;
+        if self.journal.snapshot.is_some() || self.journal.lock.is_some() {
+            journals.finish(&mut self.journal).await?;
+        } else {
+            self.journal.finished = true;
+            journals.write_local(&self.journal)?;
+        }
+        Ok(())
+    }
+}

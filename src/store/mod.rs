@@ -1,0 +1,118 @@
+//! The I/O boundary: every S3, DynamoDB and STS call, and the files tfrollback keeps locally
+//! (summary cache, journal copy, private files). Commands and the engine reach the bucket only
+//! through the `Store` handle built once per run.
+
+pub(crate) mod cache;
+pub(crate) mod fsx;
+pub(crate) mod history;
+pub(crate) mod journal;
+pub(crate) mod lock;
+pub(crate) mod marks;
+pub(crate) mod s3;
+pub(crate) mod summaries;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::backend::Backend;
+use cache::SummaryCache;
+use history::HistoryStore;
+use journal::JournalStore;
+use lock::{LockTable, Locker};
+use marks::MarkStore;
+use s3::{S3Error, StateStore};
+
+/// What the store needs to know, as plain values (settings resolve them).
+pub(crate) struct StoreOptions<'a> {
+    pub(crate) backend: &'a Backend,
+    /// The working directory: the local journal lives under it.
+    pub(crate) workdir: &'a Path,
+    pub(crate) page_size: i32,
+    pub(crate) read_timeout: Duration,
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// The S3 endpoint named by the backend or the environment, if any.
+    pub(crate) endpoint: Option<String>,
+}
+
+/// Every handle on one state's bucket and lock, built once per run: the state object and its
+/// versions, the lock (file, DynamoDB or both) and digest, the journal, marks and history.
+#[derive(Clone)]
+pub(crate) struct Store {
+    pub(crate) objects: StateStore,
+    pub(crate) locker: Locker,
+    /// The DynamoDB table, when the backend names one (it holds the digest too).
+    pub(crate) table: Option<LockTable>,
+    pub(crate) journals: JournalStore,
+    pub(crate) marks: MarkStore,
+    pub(crate) history: HistoryStore,
+    aws: aws_config::SdkConfig,
+    backend: Backend,
+    cache_dir: Option<PathBuf>,
+    endpoint: Option<String>,
+}
+
+impl Store {
+    /// Loads the AWS configuration, makes sure credentials exist, and builds every handle.
+    pub(crate) async fn connect(options: StoreOptions<'_>) -> Result<Store, S3Error> {
+        let aws = s3::aws_config(options.backend, options.read_timeout).await?;
+        s3::check_credentials(&aws).await?;
+        let backend = options.backend.clone();
+        let objects = StateStore::new(&aws, &backend, options.page_size);
+        let table = LockTable::new(&aws, &backend);
+        let endpoint = options
+            .endpoint
+            .or_else(|| aws.endpoint_url().map(str::to_string));
+        Ok(Store {
+            locker: Locker::new(objects.clone(), table.clone(), backend.use_lockfile),
+            journals: JournalStore::new(objects.clone(), options.workdir),
+            marks: MarkStore::new(objects.clone()),
+            history: HistoryStore::new(objects.clone()),
+            objects,
+            table,
+            aws,
+            backend,
+            cache_dir: options.cache_dir,
+            endpoint,
+        })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// `s3://bucket/key`, as messages name the state.
+    pub(crate) fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// The summary cache of this state (empty and never written when `enabled` is false).
+    pub(crate) fn summary_cache(&self, enabled: bool) -> SummaryCache {
+        SummaryCache::open(
+            self.cache_dir.as_deref().filter(|_| enabled),
+            self.endpoint.as_deref(),
+            &self.location(),
+        )
+    }
+
+    /// The AWS caller's ARN, when STS answers within a few seconds (history names it).
+    pub(crate) async fn caller_arn(&self) -> Option<String> {
+        let mut sts = aws_sdk_sts::config::Builder::from(&self.aws);
+        if let Some(endpoint) = &self.backend.endpoint_sts {
+            sts = sts.endpoint_url(endpoint);
+        }
+        let client = aws_sdk_sts::Client::from_conf(sts.build());
+        match tokio::time::timeout(Duration::from_secs(10), client.get_caller_identity().send())
+            .await
+        {
+            Ok(Ok(out)) => out.arn().map(str::to_string),
+            Ok(Err(e)) => {
+                tracing::info!(
+                    "STS did not say who this is: {}",
+                    aws_sdk_sts::error::DisplayErrorContext(&e)
+                );
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
