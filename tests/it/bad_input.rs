@@ -3,8 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox, lab};
-use crate::proxy::{Fault, Head, Proxy, Rule};
+use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Sandbox, lab};
 
 fn deployed() -> Sandbox {
     let sb = Sandbox::builder("bluegreen").lock(LockStyle::Both).build();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 const GITHUB_WORKFLOW: &str = "docs/ci/github-actions.yml";
 const GITLAB_CI: &str = "docs/ci/gitlab-ci.yml";

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox, lab};
-use crate::proxy::{Fault, Head, Proxy, Rule};
+use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Run, Sandbox, lab};
 
 const ROLLBACK: &[&str] = &["to", "previous", "--auto-approve", "--max-destroy", "10"];
 
@@ -215,7 +214,7 @@ fn through(proxy: &Proxy) -> Vec<(&'static str, String)> {
     vec![("AWS_ENDPOINT_URL", proxy.endpoint.clone())]
 }
 
-fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -> crate::lab::Run {
+fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -> Run {
     let env = through(proxy);
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);

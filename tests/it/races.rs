@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 const REPEAT: usize = 20;
 

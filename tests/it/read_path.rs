@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 const SECRET: &str = "s3cr3t-hunter2-do-not-print";
 

@@ -4,7 +4,7 @@
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 fn addresses(state: &Value) -> Vec<String> {
     state["resources"]

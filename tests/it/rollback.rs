@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 /// Blue (v1) then green (v2): the deploy a rollback undoes.
 fn deployed(lock: LockStyle) -> Sandbox {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 /// The fixture's sensitive variable: in the `db_password` output and in a resource attribute.
 const SECRET: &str = "s3cr3t-hunter2-do-not-print";

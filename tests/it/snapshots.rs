@@ -2,7 +2,7 @@
 //! with insta. Version ids, lineages, times, bucket names and paths are filtered out; every
 //! version shown was written by terraform.
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 fn settings(sb: &Sandbox) -> insta::Settings {
     let mut s = insta::Settings::clone_current();

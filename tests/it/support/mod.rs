@@ -1,0 +1,24 @@
+//! Test support: everything the scenarios stand on, and no scenario. One local AWS server
+//! (moto) per test binary, sandboxes on it, and ways to run the real binaries and to read the
+//! truth from S3 and DynamoDB directly.
+//!
+//! - [`server`]: the moto server ([`Lab`](server::Lab)), free ports, the repository root, the
+//!   command timeout.
+//! - [`sandbox`]: a terraform working directory bound to its own bucket ([`Sandbox`]).
+//! - [`run`]: running a binary to completion and checking how it ended ([`Run`]).
+//! - [`aws`]: direct S3 and DynamoDB access, to set up and to check outcomes.
+//! - [`proxy`]: a fault-injecting loopback proxy in front of the server.
+//!
+//! Functions here must be called from plain `#[test]` functions; the AWS helpers also work
+//! inside a tokio runtime (they then block on a scoped thread).
+
+pub mod aws;
+pub mod proxy;
+pub mod run;
+pub mod sandbox;
+pub mod server;
+
+pub use proxy::{Fault, Head, Proxy, Rule};
+pub use run::Run;
+pub use sandbox::{LockStyle, Sandbox};
+pub use server::lab;
