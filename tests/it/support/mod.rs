@@ -8,15 +8,19 @@
 //! - [`run`]: running a binary to completion and checking how it ended ([`Run`]).
 //! - [`aws`]: direct S3 and DynamoDB access, to set up and to check outcomes.
 //! - [`proxy`]: a fault-injecting loopback proxy in front of the server.
+//! - [`yaml`] and [`expr`]: a small YAML reader and a GitHub-expression evaluator, enough to
+//!   run the CI recipes of docs/ci/ step by step.
 //!
 //! Functions here must be called from plain `#[test]` functions; the AWS helpers also work
 //! inside a tokio runtime (they then block on a scoped thread).
 
 pub mod aws;
+pub mod expr;
 pub mod proxy;
 pub mod run;
 pub mod sandbox;
 pub mod server;
+pub mod yaml;
 
 pub use proxy::{Fault, Head, Proxy, Rule};
 pub use run::Run;
