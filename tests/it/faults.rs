@@ -9,16 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Run, Sandbox, lab};
+use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Run, Sandbox, deployed, lab};
 
 const ROLLBACK: &[&str] = &["to", "previous", "--auto-approve", "--max-destroy", "10"];
-
-fn deployed(lock: LockStyle) -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(lock).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
-    sb
-}
 
 fn slot(sb: &Sandbox) -> Value {
     sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
@@ -111,7 +104,7 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
 #[test]
 fn a_kill_at_any_step_of_to_is_recoverable() {
     for step in ["snapshot", "tfvars", "plan", "confirm", "apply", "verify"] {
-        let sb = deployed(LockStyle::DynamoDb);
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
         let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", &failpoint)]);
@@ -128,7 +121,7 @@ fn a_kill_at_any_step_of_to_is_recoverable() {
 
 #[test]
 fn a_kill_during_the_apply_is_recoverable() {
-    let sb = deployed(LockStyle::Both);
+    let sb = deployed(LockStyle::Both, Some("v2"));
     let before = sb.version_ids();
     let mut args = ROLLBACK.to_vec();
     args.extend(["--var", "slow_seconds=30"]);
@@ -144,7 +137,7 @@ fn a_kill_during_the_apply_is_recoverable() {
 #[test]
 fn a_kill_at_any_step_of_restore_is_recoverable() {
     for step in ["snapshot", "confirm", "restore", "plan"] {
-        let sb = deployed(LockStyle::DynamoDb);
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
         let mut child = spawn(
@@ -172,7 +165,7 @@ fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        let sb = deployed(LockStyle::DynamoDb);
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let mut args = ROLLBACK.to_vec();
         args.extend(["--var", "slow_seconds=30", "--json"]);
@@ -223,7 +216,7 @@ fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -
 
 #[test]
 fn server_errors_on_a_share_of_requests_are_retried() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(
         Rule::new(
@@ -272,7 +265,7 @@ fn terraform_accepts_blue(sb: &Sandbox) {
 
 #[test]
 fn a_connection_cut_mid_body_is_read_again() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let proxy = Proxy::start(&lab().endpoint);
     let key = sb.key.clone();
     proxy.add(
@@ -295,7 +288,7 @@ fn a_connection_cut_mid_body_is_read_again() {
 
 #[test]
 fn an_answer_slower_than_the_timeout_fails_cleanly() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(Rule::new(
@@ -322,7 +315,7 @@ fn an_answer_slower_than_the_timeout_fails_cleanly() {
 
 #[test]
 fn a_write_between_snapshot_and_restore_is_never_overwritten() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let gate = sb.dir.join("go");
     let failpoint = format!("write=wait:{}", gate.display());
     let mut cmd = sb.tfr_command(&["restore", "previous", "--auto-approve", "--no-plan"]);
@@ -357,7 +350,7 @@ fn a_write_between_snapshot_and_restore_is_never_overwritten() {
 
 #[test]
 fn dynamodb_down_fails_before_anything_changes() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(Rule::new(
@@ -391,7 +384,7 @@ fn dynamodb_down_fails_before_anything_changes() {
 
 #[test]
 fn a_full_disk_stops_the_rollback_before_any_change() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let local = sb.dir.join(".tfrollback");
     std::fs::create_dir_all(&local).unwrap();

@@ -6,16 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox, deployed};
 
 const REPEAT: usize = 20;
-
-fn deployed(lock: LockStyle) -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(lock).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
-    sb
-}
 
 fn slot(sb: &Sandbox) -> Value {
     sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
@@ -37,7 +30,7 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
             },
         )
     }) {
-        let sb = deployed(lock);
+        let sb = deployed(lock, None);
         let before = slot(&sb);
         let spawn = || {
             sb.tfr_command(&[
@@ -77,7 +70,7 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
 #[test]
 fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
     for lock in [LockStyle::DynamoDb, LockStyle::LockFile] {
-        let sb = deployed(lock);
+        let sb = deployed(lock, None);
         let mut rollback = sb
             .tfr_command(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
             .env("TFROLLBACK_FAILPOINT", "plan=pause")
@@ -123,7 +116,7 @@ fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
 
 #[test]
 fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, None);
     let mut apply = sb.command("terraform");
     apply
         .args([

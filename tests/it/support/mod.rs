@@ -4,7 +4,8 @@
 //!
 //! - [`server`]: the moto server ([`Lab`](server::Lab)), free ports, the repository root, the
 //!   command timeout.
-//! - [`sandbox`]: a terraform working directory bound to its own bucket ([`Sandbox`]).
+//! - [`sandbox`]: a terraform working directory bound to its own bucket ([`Sandbox`]), and
+//!   [`deployed`], the blue-then-green deploy most scenarios start from.
 //! - [`run`]: running a binary to completion and checking how it ended ([`Run`]).
 //! - [`aws`]: direct S3 and DynamoDB access, to set up and to check outcomes.
 //! - [`proxy`]: a fault-injecting loopback proxy in front of the server.
@@ -24,5 +25,5 @@ pub mod yaml;
 
 pub use proxy::{Fault, Head, Proxy, Rule};
 pub use run::Run;
-pub use sandbox::{LockStyle, Sandbox};
+pub use sandbox::{LockStyle, Sandbox, deployed};
 pub use server::lab;

@@ -375,3 +375,16 @@ impl Sandbox {
         format!("{}/{}-md5", self.bucket, self.key)
     }
 }
+
+/// The bluegreen fixture deployed twice, blue (v1) then green: the deploy a rollback undoes.
+/// `green_version` is the build the second apply puts on green; `None` keeps the fixture's
+/// v1 there, so only the slot changes.
+pub fn deployed(lock: LockStyle, green_version: Option<&str>) -> Sandbox {
+    let sb = Sandbox::builder("bluegreen").lock(lock).build();
+    sb.apply(&[("active_slot", "blue")]);
+    match green_version {
+        Some(version) => sb.apply(&[("active_slot", "green"), ("green_version", version)]),
+        None => sb.apply(&[("active_slot", "green")]),
+    }
+    sb
+}
