@@ -6,16 +6,17 @@
 //! and the step summary, not only exit codes.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::expr::{ExprContext, Outcome, step_runs};
 use crate::support::yaml::{Yaml, parse_yaml};
-use crate::support::{LockStyle, Sandbox};
+use crate::support::{
+    LockStyle, Logged, Sandbox, find_on_path, repo_file, run_logged, write_executable,
+};
 
 const GITHUB_WORKFLOW: &str = "docs/ci/github-actions.yml";
 const GITLAB_CI: &str = "docs/ci/gitlab-ci.yml";
@@ -29,17 +30,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 // ---------------------------------------------------------------------------------------------
 // Running the recipes
 // ---------------------------------------------------------------------------------------------
-
-fn repo_file(path: &str) -> String {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
 
 /// What the CI runner provides around the recipe: a `curl` that records its arguments and fails
 /// when SMOKE_FAIL=1, optionally setup-terraform's wrapper in front of terraform, tfrollback on
@@ -73,12 +63,6 @@ fi
 echo "::error::Terraform exited with code $code."
 exit 1
 "#;
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 impl Runner {
     fn new(setup_terraform_wrapper: bool) -> Runner {
@@ -136,42 +120,6 @@ impl Runner {
             cmd.env("TERRAFORM_CLI_PATH", wrapper);
         }
         cmd
-    }
-}
-
-struct Finished {
-    code: i32,
-    output: String,
-}
-
-/// Runs to completion with stdout and stderr merged into one log, as a CI log shows them.
-fn run_logged(mut cmd: Command, what: &str) -> Finished {
-    let (mut reader, writer) = std::io::pipe().unwrap();
-    cmd.stdout(writer.try_clone().unwrap()).stderr(writer);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    drop(cmd);
-    let drain = std::thread::spawn(move || {
-        let mut bytes = vec![];
-        let _ = reader.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    });
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {STEP_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        code: status.code().unwrap_or(128),
-        output: drain.join().unwrap(),
     }
 }
 
@@ -328,7 +276,7 @@ impl Workflow {
                         .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
                         .env("GITHUB_STEP_SUMMARY", &summary)
                         .envs(extra.iter().copied());
-                    let done = run_logged(cmd, &format!("step `{}`", step.name));
+                    let done = run_logged(cmd, &format!("step `{}`", step.name), STEP_TIMEOUT);
                     logs.insert(step.name.clone(), done.output);
                     summaries.insert(
                         step.name.clone(),
@@ -429,13 +377,7 @@ impl GitlabJob {
     }
 
     /// Runs the job as the runner does with the image's `sh`, from the project directory.
-    fn run(
-        &self,
-        sb: &Sandbox,
-        runner: &Runner,
-        pipeline: &str,
-        extra: &[(&str, &str)],
-    ) -> Finished {
+    fn run(&self, sb: &Sandbox, runner: &Runner, pipeline: &str, extra: &[(&str, &str)]) -> Logged {
         fresh_checkout(sb);
         let file = runner.scratch.path().join(format!("job-{pipeline}.sh"));
         std::fs::write(&file, &self.script).unwrap();
@@ -458,7 +400,7 @@ impl GitlabJob {
             .env("GITLAB_USER_LOGIN", "dev")
             .envs(extra.iter().copied())
             .stdin(Stdio::null());
-        run_logged(cmd, "the GitLab deploy job")
+        run_logged(cmd, "the GitLab deploy job", STEP_TIMEOUT)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::support::{LockStyle, Sandbox, deployed};
+use crate::support::{LockStyle, Sandbox, deployed, find_on_path, write_executable};
 
 /// The router, warm-up and health check are replaced on every flip in the fixture.
 const ROLLBACK: &[&str] = &[
@@ -534,21 +534,15 @@ fn user_var_files_come_first_and_rollback_values_win() {
 /// A directory with a `terraform` that runs the real one but exits 0 when it exits 2, as
 /// hashicorp/setup-terraform's wrapper does (and prints a line of its own on stdout).
 fn swallowing_wrapper(sb: &Sandbox, real_name: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let dir = sb.dir.parent().unwrap().join("wrapper");
     std::fs::create_dir_all(&dir).unwrap();
-    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join("terraform"))
-        .find(|p| p.is_file())
-        .unwrap();
+    let real = find_on_path("terraform").expect("terraform on PATH");
     std::os::unix::fs::symlink(&real, dir.join(real_name)).ok();
     let script = format!(
         "#!/bin/sh\n\"{}\" \"$@\"\ncode=$?\necho '::debug::wrapped'\nif [ $code -eq 2 ]; then exit 0; fi\nexit $code\n",
         real.display()
     );
-    let wrapper = dir.join("terraform");
-    std::fs::write(&wrapper, script).unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&dir.join("terraform"), &script);
     dir
 }
 

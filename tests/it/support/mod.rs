@@ -6,7 +6,8 @@
 //!   command timeout.
 //! - [`sandbox`]: a terraform working directory bound to its own bucket ([`Sandbox`]), and
 //!   [`deployed`], the blue-then-green deploy most scenarios start from.
-//! - [`run`]: running a binary to completion and checking how it ended ([`Run`]).
+//! - [`run`]: running a binary to completion and checking how it ended ([`Run`], or
+//!   [`run_logged`] for one merged log), with an environment scrubbed of the developer's.
 //! - [`aws`]: direct S3 and DynamoDB access, to set up and to check outcomes.
 //! - [`proxy`]: a fault-injecting loopback proxy in front of the server.
 //! - [`yaml`] and [`expr`]: a small YAML reader and a GitHub-expression evaluator, enough to
@@ -24,6 +25,6 @@ pub mod server;
 pub mod yaml;
 
 pub use proxy::{Fault, Head, Proxy, Rule};
-pub use run::Run;
+pub use run::{Logged, Run, find_on_path, run_logged, scrub_env, write_executable};
 pub use sandbox::{LockStyle, Sandbox, deployed};
-pub use server::lab;
+pub use server::{free_port, lab, repo_file, repo_root};

@@ -1,12 +1,40 @@
 //! Running a binary to completion: [`Run`] holds the exit code and both streams, drained on
 //! their own threads; `ok()`, `code()` and `json()` fail the test showing both streams. A
-//! command that outlives the lab timeout is killed and fails the test.
+//! command that outlives the lab timeout is killed and fails the test. [`run_logged`] is the
+//! same with both streams merged into one log, for scripts read the way a CI log shows them.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::server::command_timeout;
+
+/// Variables removed from every child's environment on top of all `AWS_*`, `TF_*` and
+/// `TFROLLBACK_*` ones: they change output or behaviour and must come from the test only.
+const SCRUBBED_VARS: &[&str] = &[
+    "NO_COLOR",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+    "GITHUB_STEP_SUMMARY",
+    "CHECKPOINT_DISABLE",
+];
+
+/// Removes from `cmd`'s environment every variable of this process that could reach AWS,
+/// terraform or tfrollback (`AWS_*`, `TF_*`, `TFROLLBACK_*`, [`SCRUBBED_VARS`]), and `also`.
+pub fn scrub_env(cmd: &mut Command, also: &[&str]) {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("AWS_")
+            || name.starts_with("TF_")
+            || name.starts_with("TFROLLBACK_")
+            || SCRUBBED_VARS.contains(&name)
+            || also.contains(&name)
+        {
+            cmd.env_remove(name);
+        }
+    }
+}
 
 /// A finished command. `code` is the exit code, or 128 + signal number when it was killed.
 pub struct Run {
@@ -99,4 +127,53 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// A finished command whose stdout and stderr went to one pipe, in the order written.
+pub struct Logged {
+    pub code: i32,
+    pub output: String,
+}
+
+/// Runs `cmd` to completion with stdout and stderr merged into one log, as a CI log or a
+/// terminal shows them; kills it and fails the test after `timeout`.
+pub fn run_logged(mut cmd: Command, what: &str, timeout: Duration) -> Logged {
+    let (reader, writer) = std::io::pipe().unwrap();
+    cmd.stdout(writer.try_clone().unwrap()).stderr(writer);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    // `cmd` holds our copies of the write end: the log only ends once they are closed.
+    drop(cmd);
+    let output = drain(reader);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Logged {
+        code: status.code().unwrap_or(128),
+        output: output.join().unwrap(),
+    }
+}
+
+/// The first file named `program` in a directory of `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Writes `text` to `path` as a script anyone may run (mode 755).
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -12,18 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::aws::{Dynamo, S3};
-use super::run::Run;
+use super::run::{Run, scrub_env};
 use super::server::{REGION, lab, repo_root};
-
-/// Variables removed from every child's environment on top of all `AWS_*`, `TF_*` and
-/// `TFROLLBACK_*` ones: they change output or behaviour and must come from the test only.
-const SCRUBBED_VARS: &[&str] = &[
-    "NO_COLOR",
-    "CLICOLOR",
-    "CLICOLOR_FORCE",
-    "GITHUB_STEP_SUMMARY",
-    "CHECKPOINT_DISABLE",
-];
 
 /// How the backend locks the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,16 +247,7 @@ impl Sandbox {
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(&self.dir).stdin(Stdio::null());
-        for (name, _) in std::env::vars_os() {
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with("AWS_")
-                || name.starts_with("TF_")
-                || name.starts_with("TFROLLBACK_")
-                || SCRUBBED_VARS.contains(&name)
-            {
-                cmd.env_remove(name);
-            }
-        }
+        scrub_env(&mut cmd, &[]);
         cmd.envs(self.env());
         cmd
     }

@@ -161,6 +161,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The text of a file of the repository (a doc page, a CI recipe), `path` from the root.
+pub fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path))
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
 /// How long one command may run: `TFR_LAB_TIMEOUT_SECS`, or five minutes.
 pub fn command_timeout() -> Duration {
     std::env::var("TFR_LAB_TIMEOUT_SECS")
