@@ -408,10 +408,6 @@ impl GitlabJob {
 // Checks
 // ---------------------------------------------------------------------------------------------
 
-fn current_output(sb: &Sandbox, name: &str) -> Value {
-    sb.s3().get_json(&sb.key, None)["outputs"][name]["value"].clone()
-}
-
 /// Version id -> marks, from `tfrollback list --json`.
 fn marks(sb: &Sandbox) -> Vec<(String, Value)> {
     sb.tfr(&["list", "--json"]).ok().json()["versions"]
@@ -515,7 +511,7 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     );
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
     assert!(report.contains("nothing to do"), "{report}");
-    assert_eq!(history_len(&sb), 1, "the no-op is recorded");
+    assert_eq!(sb.history().len(), 1, "the no-op is recorded");
 
     // Release 3: v2 on green, traffic flipped to green; its smoke test fails. The rollback goes
     // back to release 1, through the setup-terraform wrapper that sits in front of terraform.
@@ -558,8 +554,8 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     let versions = sb.version_ids();
     assert_eq!(versions.len(), 3, "release 1, release 3, the rollback");
     assert_eq!(versions[2], good[0]);
-    assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
-    assert_eq!(current_output(&sb, "green_version"), json!("v1"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert_eq!(sb.current_output("green_version"), json!("v1"));
     let state = sb.s3().get_json(&sb.key, None);
     let bad = sb.s3().get_json(&sb.key, Some(&versions[1]));
     assert_eq!(state["lineage"], bad["lineage"]);
@@ -594,13 +590,6 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
         record["who"]["ci"]["url"],
         json!("https://github.com/acme/infra/actions/runs/103")
     );
-}
-
-fn history_len(sb: &Sandbox) -> usize {
-    sb.tfr(&["history", "--json"]).ok().json()["records"]
-        .as_array()
-        .unwrap()
-        .len()
 }
 
 #[test]
@@ -646,7 +635,7 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     assert!(run.output.contains("--max-destroy"), "{}", run.output);
     let after_bad = sb.version_ids();
     assert_eq!(after_bad.len(), 2, "release 1 and release 2, no rollback");
-    assert_eq!(current_output(&sb, "active_slot"), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
     assert!(report.starts_with("## tfrollback"), "{report}");
     assert_unlocked(&sb);
@@ -662,8 +651,8 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     let versions = sb.version_ids();
     assert_eq!(versions.len(), 3, "{}", run.output);
     assert_eq!(versions[1..], after_bad[..]);
-    assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
-    assert_eq!(current_output(&sb, "green_version"), json!("v1"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert_eq!(sb.current_output("green_version"), json!("v1"));
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
     assert!(report.contains("| Status | `rolled_back` |"), "{report}");
     assert!(

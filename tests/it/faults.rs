@@ -13,10 +13,6 @@ use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Run, Sandbox, deployed
 
 const ROLLBACK: &[&str] = &["to", "previous", "--auto-approve", "--max-destroy", "10"];
 
-fn slot(sb: &Sandbox) -> Value {
-    sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
-}
-
 fn journal(sb: &Sandbox) -> Option<Value> {
     let key = format!("{}.tfrollback/journal.json", sb.key);
     sb.s3().exists(&key).then(|| sb.s3().get_json(&key, None))
@@ -115,7 +111,11 @@ fn a_kill_at_any_step_of_to_is_recoverable() {
         assert!(j["lock"]["info"]["ID"].is_string());
         check_recoverable(&sb, &before);
         // Killed before the apply: nothing changed. Killed after it: the snapshot is back.
-        assert_eq!(slot(&sb), json!("green"), "killed at {step}");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("green"),
+            "killed at {step}"
+        );
     }
 }
 
@@ -131,7 +131,7 @@ fn a_kill_during_the_apply_is_recoverable() {
     child.kill().unwrap();
     child.wait().unwrap();
     check_recoverable(&sb, &before);
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
 }
 
 #[test]
@@ -156,7 +156,11 @@ fn a_kill_at_any_step_of_restore_is_recoverable() {
         } else {
             json!("green")
         };
-        assert_eq!(slot(&sb), expected, "killed at {step}");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            expected,
+            "killed at {step}"
+        );
     }
 }
 
@@ -189,7 +193,11 @@ fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
         );
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["status"], json!("restored"));
-        assert_eq!(slot(&sb), json!("green"), "the snapshot is back");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("green"),
+            "the snapshot is back"
+        );
         for id in &before {
             assert!(sb.version_ids().contains(id));
         }
@@ -250,7 +258,7 @@ fn server_errors_on_a_share_of_requests_are_retried() {
         .ok()
         .json();
     assert_eq!(report["status"], json!("rolled_back"));
-    assert_eq!(slot(&sb), json!("blue"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
     assert!(proxy.hits("s3-503") > 0 && proxy.hits("s3-500") > 0 && proxy.hits("ddb-500") > 0);
     terraform_accepts_blue(&sb);
 }
@@ -379,7 +387,7 @@ fn dynamodb_down_fails_before_anything_changes() {
         .code(1);
     assert!(run.stderr.contains("DynamoDB"), "{}", run.stderr);
     assert_eq!(sb.version_ids(), before);
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
 }
 
 #[test]
@@ -409,7 +417,7 @@ fn a_full_disk_stops_the_rollback_before_any_change() {
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(sb.version_ids(), before);
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null, "the lock was released");
     terraform_accepts(&sb);

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Logged, free_port, repo_file, repo_root, run_logged, scrub_env};
+use crate::support::{Logged, SECRET, free_port, repo_file, repo_root, run_logged, scrub_env};
 
 const PAGE: &str = "docs/getting-started.md";
-const SECRET: &str = "s3cr3t-hunter2-do-not-print";
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The ```sh blocks of a Markdown page, in order.

@@ -10,10 +10,6 @@ use crate::support::{LockStyle, Sandbox, deployed};
 
 const REPEAT: usize = 20;
 
-fn slot(sb: &Sandbox) -> Value {
-    sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
-}
-
 fn lock_holder(sb: &Sandbox) -> Value {
     sb.tfr(&["status", "--json"]).ok().json()["lock"].clone()
 }
@@ -31,7 +27,7 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
         )
     }) {
         let sb = deployed(lock, None);
-        let before = slot(&sb);
+        let before = sb.current_output("active_slot");
         let spawn = || {
             sb.tfr_command(&[
                 "to",
@@ -62,7 +58,11 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
             String::from_utf8_lossy(&loser.stderr).contains("tfrollback to"),
             "the holder is named"
         );
-        assert_ne!(slot(&sb), before, "round {round}: rolled back exactly once");
+        assert_ne!(
+            sb.current_output("active_slot"),
+            before,
+            "round {round}: rolled back exactly once"
+        );
         assert_eq!(lock_holder(&sb), Value::Null);
     }
 }
@@ -106,7 +106,11 @@ fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
                 run.stderr
             );
         }
-        assert_eq!(slot(&sb), json!("green"), "terraform changed nothing");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("green"),
+            "terraform changed nothing"
+        );
         rollback.kill().unwrap();
         rollback.wait().unwrap();
         sb.tfr(&["recover"]).ok();
@@ -169,6 +173,6 @@ fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
     );
     assert!(apply.wait().unwrap().success());
     assert_eq!(run.json()["status"], json!("rolled_back"));
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
     assert_eq!(lock_holder(&sb), Value::Null);
 }

@@ -3,9 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{LockStyle, Sandbox, deployed};
-
-const SECRET: &str = "s3cr3t-hunter2-do-not-print";
+use crate::support::{LockStyle, SECRET, Sandbox, deployed};
 
 fn versions(list: &Value) -> &Vec<Value> {
     list["versions"].as_array().expect("versions array")

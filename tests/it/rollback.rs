@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 use crate::support::{LockStyle, Sandbox, deployed, find_on_path, write_executable};
@@ -37,11 +36,7 @@ fn assert_unlocked(sb: &Sandbox) {
 /// The DynamoDB digest matches the current state bytes, as terraform will check.
 fn assert_digest_matches(sb: &Sandbox) {
     let Some(table) = &sb.table else { return };
-    let body = sb.s3().get(&sb.key, None);
-    let md5: String = Md5::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let md5 = sb.state_md5();
     let item = sb
         .dynamodb()
         .get(table, &sb.digest_id())

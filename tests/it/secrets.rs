@@ -7,10 +7,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::support::{LockStyle, Sandbox, find_on_path};
+use crate::support::{LockStyle, SECRET, Sandbox, find_on_path};
 
-/// The fixture's sensitive variable: in the `db_password` output and in a resource attribute.
-const SECRET: &str = "s3cr3t-hunter2-do-not-print";
 /// A distinctive secret access key: the lab server accepts any.
 const AWS_SECRET: &str = "tfrSecretAccessKey0123456789abcdefXYZ";
 

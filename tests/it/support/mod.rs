@@ -26,5 +26,5 @@ pub mod yaml;
 
 pub use proxy::{Fault, Head, Proxy, Rule};
 pub use run::{Logged, Run, find_on_path, run_logged, scrub_env, write_executable};
-pub use sandbox::{LockStyle, Sandbox, deployed};
+pub use sandbox::{LockStyle, SECRET, Sandbox, deployed};
 pub use server::{free_port, lab, repo_file, repo_root};

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use md5::{Digest, Md5};
+
 use super::aws::{Dynamo, S3};
 use super::run::{Run, scrub_env};
 use super::server::{REGION, lab, repo_root};
@@ -327,6 +329,29 @@ impl Sandbox {
         self.s3().get_json(&self.key, None)
     }
 
+    /// The value of the output `name` in the current state.
+    pub fn current_output(&self, name: &str) -> serde_json::Value {
+        self.current_state()["outputs"][name]["value"].clone()
+    }
+
+    /// The MD5 of the current state's bytes in hex: what the DynamoDB digest item must hold
+    /// for terraform to accept the state.
+    pub fn state_md5(&self) -> String {
+        let body = self.s3().get(&self.key, None);
+        Md5::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The records of `tfrollback history --json`, in the order it lists them.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        self.tfr(&["history", "--json"]).ok().json()["records"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     /// Stores `body` as the version just before the current one: the current bytes go back
     /// on top, so the digest terraform checks still matches. Returns the planted version id.
     pub fn plant_previous(&self, body: &[u8]) -> String {
@@ -356,6 +381,10 @@ impl Sandbox {
         format!("{}/{}-md5", self.bucket, self.key)
     }
 }
+
+/// The bluegreen fixture's sensitive variable: in the `db_password` output and in a resource
+/// attribute. No output, report, journal, cache or log may ever show it.
+pub const SECRET: &str = "s3cr3t-hunter2-do-not-print";
 
 /// The bluegreen fixture deployed twice, blue (v1) then green: the deploy a rollback undoes.
 /// `green_version` is the build the second apply puts on green; `None` keeps the fixture's
