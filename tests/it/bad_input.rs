@@ -3,15 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox, lab};
-use crate::proxy::{Fault, Head, Proxy, Rule};
-
-fn deployed() -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(LockStyle::Both).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
-    sb
-}
+use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Sandbox, deployed, lab};
 
 /// Every command refuses VERSION with `expected` in its message, and nothing changes.
 fn refused_everywhere(sb: &Sandbox, expected: &str) {
@@ -37,7 +29,7 @@ fn refused_everywhere(sb: &Sandbox, expected: &str) {
 #[test]
 fn broken_state_bodies_are_refused_and_listed_as_unreadable() {
     let real = {
-        let sb = deployed();
+        let sb = deployed(LockStyle::Both, None);
         sb.s3().get(&sb.key, None)
     };
     let mut v3: Value = serde_json::from_slice(&real).unwrap();
@@ -60,7 +52,7 @@ fn broken_state_bodies_are_refused_and_listed_as_unreadable() {
         ),
     ];
     for (body, expected) in cases {
-        let sb = deployed();
+        let sb = deployed(LockStyle::Both, None);
         let planted = sb.plant_previous(&body);
         refused_everywhere(&sb, expected);
         let list = sb.tfr(&["list", "--json"]).ok().json();
@@ -79,7 +71,7 @@ fn broken_state_bodies_are_refused_and_listed_as_unreadable() {
 
 #[test]
 fn a_slot_value_outside_the_validation_list_is_refused() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::Both, None);
     let mut purple = sb.s3().get_json(&sb.key, Some(&sb.version_ids()[1]));
     purple["outputs"]["active_slot"]["value"] = json!("purple");
     sb.plant_previous(&serde_json::to_vec_pretty(&purple).unwrap());
@@ -97,7 +89,7 @@ fn a_slot_value_outside_the_validation_list_is_refused() {
 
 #[test]
 fn hostile_version_ids_never_reach_a_shell_or_a_path() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::Both, None);
     let before = sb.version_ids();
     for id in [
         "a;touch pwned",
@@ -115,7 +107,7 @@ fn hostile_version_ids_never_reach_a_shell_or_a_path() {
 
 #[test]
 fn missing_buckets_keys_and_credentials_say_what_to_do() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::Both, None);
     let run = sb.tfr(&["list", "--bucket", "no-such-bucket-here"]).code(1);
     assert!(
         run.stderr
@@ -150,7 +142,7 @@ fn missing_buckets_keys_and_credentials_say_what_to_do() {
 
 #[test]
 fn access_denied_names_the_permission_and_changes_nothing() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::Both, None);
     let before = sb.version_ids();
     let key = sb.key.clone();
     let cases: Vec<(&str, Rule, &str)> = vec![
@@ -201,7 +193,7 @@ fn access_denied_names_the_permission_and_changes_nothing() {
 
 #[test]
 fn malformed_configuration_files_are_named() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::Both, None);
     let before = sb.version_ids();
     std::fs::write(sb.dir.join("tfrollback.hcl"), "map = {\n").unwrap();
     let run = sb.tfr(&["diff", "previous"]).code(1);

@@ -6,14 +6,17 @@
 //! and the step summary, not only exit codes.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::expr::{ExprContext, Outcome, step_runs};
+use crate::support::yaml::{Yaml, parse_yaml};
+use crate::support::{
+    LockStyle, Logged, Sandbox, find_on_path, repo_file, run_logged, write_executable,
+};
 
 const GITHUB_WORKFLOW: &str = "docs/ci/github-actions.yml";
 const GITLAB_CI: &str = "docs/ci/gitlab-ci.yml";
@@ -25,432 +28,8 @@ const RECIPE_TF_DIR: &str = "infra";
 const STEP_TIMEOUT: Duration = Duration::from_mins(5);
 
 // ---------------------------------------------------------------------------------------------
-// A small YAML reader: block mappings, block sequences, `|` literal blocks and plain or quoted
-// scalars, which is all the two recipes use. Anything else is refused loudly, so a recipe that
-// outgrows it fails here instead of being misread.
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq)]
-enum Yaml {
-    Scalar(String),
-    Map(Vec<(String, Yaml)>),
-    Seq(Vec<Yaml>),
-}
-
-impl Yaml {
-    fn get(&self, key: &str) -> Option<&Yaml> {
-        match self {
-            Yaml::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    #[track_caller]
-    fn at(&self, path: &[&str]) -> &Yaml {
-        let mut node = self;
-        for key in path {
-            node = node
-                .get(key)
-                .unwrap_or_else(|| panic!("the recipe has no `{}`", path.join(".")));
-        }
-        node
-    }
-
-    fn str(&self) -> Option<&str> {
-        match self {
-            Yaml::Scalar(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    #[track_caller]
-    fn seq(&self) -> &[Yaml] {
-        match self {
-            Yaml::Seq(items) => items,
-            other => panic!("expected a sequence, found {other:?}"),
-        }
-    }
-
-    #[track_caller]
-    fn entries(&self) -> &[(String, Yaml)] {
-        match self {
-            Yaml::Map(entries) => entries,
-            other => panic!("expected a mapping, found {other:?}"),
-        }
-    }
-}
-
-struct Line {
-    indent: usize,
-    text: String,
-}
-
-fn parse_yaml(source: &str) -> Yaml {
-    let mut lines: Vec<Line> = source
-        .lines()
-        .map(|l| {
-            assert!(!l.contains('\t'), "tabs in YAML: {l:?}");
-            let text = l.trim_start();
-            Line {
-                indent: l.len() - text.len(),
-                text: text.trim_end().to_string(),
-            }
-        })
-        .collect();
-    let mut pos = 0;
-    skip_blank(&lines, &mut pos);
-    let root = parse_node(&mut lines, &mut pos, 0);
-    skip_blank(&lines, &mut pos);
-    assert_eq!(
-        pos,
-        lines.len(),
-        "unparsed YAML from line {}: {:?}",
-        pos + 1,
-        lines.get(pos).map(|l| &l.text)
-    );
-    root
-}
-
-fn is_blank(line: &Line) -> bool {
-    line.text.is_empty() || line.text.starts_with('#')
-}
-
-fn skip_blank(lines: &[Line], pos: &mut usize) {
-    while *pos < lines.len() && is_blank(&lines[*pos]) {
-        *pos += 1;
-    }
-}
-
-fn is_item(text: &str) -> bool {
-    text == "-" || text.starts_with("- ")
-}
-
-/// `key: rest` or `key:` when the line is a mapping entry.
-fn split_key(text: &str) -> Option<(&str, &str)> {
-    let (key, rest) = match text.split_once(": ") {
-        Some((k, r)) => (k, r),
-        None => (text.strip_suffix(':')?, ""),
-    };
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    plain.then_some((key, rest.trim()))
-}
-
-fn parse_node(lines: &mut [Line], pos: &mut usize, indent: usize) -> Yaml {
-    if is_item(&lines[*pos].text) {
-        parse_seq(lines, pos, indent)
-    } else {
-        parse_map(lines, pos, indent)
-    }
-}
-
-fn parse_seq(lines: &mut [Line], pos: &mut usize, indent: usize) -> Yaml {
-    let mut items = vec![];
-    loop {
-        skip_blank(lines, pos);
-        if *pos >= lines.len() || lines[*pos].indent != indent || !is_item(&lines[*pos].text) {
-            break;
-        }
-        let rest = lines[*pos].text[1..].trim_start().to_string();
-        let inner = indent + 2;
-        if rest.is_empty() {
-            *pos += 1;
-            skip_blank(lines, pos);
-            items.push(parse_node(lines, pos, lines[*pos].indent));
-        } else if split_key(&rest).is_some() && !rest.starts_with(['"', '\'']) {
-            // `- key: value` starts a mapping whose entries continue at the item's column.
-            lines[*pos] = Line {
-                indent: inner,
-                text: rest,
-            };
-            items.push(parse_map(lines, pos, inner));
-        } else {
-            items.push(scalar_or_block(lines, pos, indent, &rest));
-        }
-    }
-    Yaml::Seq(items)
-}
-
-fn parse_map(lines: &mut [Line], pos: &mut usize, indent: usize) -> Yaml {
-    let mut entries = vec![];
-    loop {
-        skip_blank(lines, pos);
-        if *pos >= lines.len() || lines[*pos].indent != indent || is_item(&lines[*pos].text) {
-            break;
-        }
-        let text = lines[*pos].text.clone();
-        let (key, rest) =
-            split_key(&text).unwrap_or_else(|| panic!("not a YAML mapping entry: {text:?}"));
-        let value = if rest.is_empty() || rest.starts_with('#') {
-            *pos += 1;
-            skip_blank(lines, pos);
-            match lines.get(*pos) {
-                Some(next) if next.indent > indent => {
-                    let child = next.indent;
-                    parse_node(lines, pos, child)
-                }
-                Some(next) if next.indent == indent && is_item(&next.text) => {
-                    parse_seq(lines, pos, indent)
-                }
-                _ => Yaml::Scalar(String::new()),
-            }
-        } else {
-            scalar_or_block(lines, pos, indent, rest)
-        };
-        entries.push((key.to_string(), value));
-    }
-    Yaml::Map(entries)
-}
-
-/// A scalar on the current line, or the `|` literal block that follows it.
-fn scalar_or_block(lines: &[Line], pos: &mut usize, indent: usize, value: &str) -> Yaml {
-    *pos += 1;
-    if value != "|" {
-        assert!(
-            !value.starts_with(['|', '>', '{', '&', '*', '!']),
-            "YAML this reader does not handle: {value:?}"
-        );
-        return Yaml::Scalar(plain_scalar(value));
-    }
-    let mut block: Vec<&Line> = vec![];
-    while *pos < lines.len() && (lines[*pos].text.is_empty() || lines[*pos].indent > indent) {
-        block.push(&lines[*pos]);
-        *pos += 1;
-    }
-    while block.last().is_some_and(|l| l.text.is_empty()) {
-        block.pop();
-    }
-    let strip = block
-        .iter()
-        .filter(|l| !l.text.is_empty())
-        .map(|l| l.indent)
-        .min()
-        .unwrap_or(0);
-    let mut text = String::new();
-    for line in block {
-        if !line.text.is_empty() {
-            text.push_str(&" ".repeat(line.indent - strip));
-            text.push_str(&line.text);
-        }
-        text.push('\n');
-    }
-    Yaml::Scalar(text)
-}
-
-fn plain_scalar(value: &str) -> String {
-    if let Some(body) = value.strip_prefix('"') {
-        let end = body.find('"').expect("closing double quote");
-        assert!(!body[..end].contains('\\'), "escapes in {value:?}");
-        return body[..end].to_string();
-    }
-    if let Some(body) = value.strip_prefix('\'') {
-        let end = body.find('\'').expect("closing single quote");
-        return body[..end].to_string();
-    }
-    match value.find(" #") {
-        Some(at) => value[..at].trim_end().to_string(),
-        None => value.to_string(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// GitHub Actions `if:` expressions: the operators, literals, status functions and
-// `steps.<id>.outcome` that step conditions use.
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Success,
-    Failure,
-    Skipped,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum ExprValue {
-    Bool(bool),
-    Str(String),
-}
-
-impl ExprValue {
-    fn truthy(&self) -> bool {
-        match self {
-            ExprValue::Bool(b) => *b,
-            ExprValue::Str(s) => !s.is_empty(),
-        }
-    }
-}
-
-struct ExprContext<'a> {
-    job_failed: bool,
-    outcomes: &'a BTreeMap<String, Outcome>,
-}
-
-/// Whether a step with this `if:` runs. As in GitHub Actions, a condition without a status
-/// function means `success() && (condition)`.
-fn step_runs(condition: Option<&str>, ctx: &ExprContext) -> bool {
-    let Some(condition) = condition else {
-        return !ctx.job_failed;
-    };
-    let condition = condition.trim();
-    let condition = condition
-        .strip_prefix("${{")
-        .and_then(|c| c.strip_suffix("}}"))
-        .unwrap_or(condition);
-    let has_status = ["success()", "failure()", "always()", "cancelled()"]
-        .iter()
-        .any(|f| condition.contains(f));
-    let tokens = tokenize(condition);
-    let mut pos = 0;
-    let value = parse_or(&tokens, &mut pos, ctx);
-    assert_eq!(pos, tokens.len(), "trailing tokens in `{condition}`");
-    value.truthy() && (has_status || !ctx.job_failed)
-}
-
-fn tokenize(expr: &str) -> Vec<String> {
-    let mut tokens = vec![];
-    let chars: Vec<char> = expr.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '\'' {
-            let end = chars[i + 1..]
-                .iter()
-                .position(|&c| c == '\'')
-                .expect("closing quote")
-                + i
-                + 1;
-            tokens.push(chars[i..=end].iter().collect());
-            i = end + 1;
-        } else if "()".contains(c) {
-            tokens.push(c.to_string());
-            i += 1;
-        } else if let Some(op) = chars
-            .get(i..i + 2)
-            .map(|pair| pair.iter().collect::<String>())
-            .filter(|pair| ["&&", "||", "==", "!="].contains(&pair.as_str()))
-        {
-            tokens.push(op);
-            i += 2;
-        } else if c == '!' {
-            tokens.push("!".into());
-            i += 1;
-        } else {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._-".contains(chars[i]))
-            {
-                i += 1;
-            }
-            assert!(i > start, "unexpected `{c}` in `{expr}`");
-            tokens.push(chars[start..i].iter().collect());
-        }
-    }
-    tokens
-}
-
-fn parse_or(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
-    let mut value = parse_and(t, pos, ctx);
-    while t.get(*pos).is_some_and(|s| s == "||") {
-        *pos += 1;
-        let right = parse_and(t, pos, ctx);
-        value = if value.truthy() { value } else { right };
-    }
-    value
-}
-
-fn parse_and(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
-    let mut value = parse_unary(t, pos, ctx);
-    while t.get(*pos).is_some_and(|s| s == "&&") {
-        *pos += 1;
-        let right = parse_unary(t, pos, ctx);
-        value = if value.truthy() { right } else { value };
-    }
-    value
-}
-
-fn parse_unary(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
-    if t.get(*pos).is_some_and(|s| s == "!") {
-        *pos += 1;
-        return ExprValue::Bool(!parse_unary(t, pos, ctx).truthy());
-    }
-    let left = parse_primary(t, pos, ctx);
-    match t.get(*pos).map(String::as_str) {
-        Some(op @ ("==" | "!=")) => {
-            let op = op.to_string();
-            *pos += 1;
-            let right = parse_primary(t, pos, ctx);
-            ExprValue::Bool((left == right) == (op == "=="))
-        }
-        _ => left,
-    }
-}
-
-fn parse_primary(t: &[String], pos: &mut usize, ctx: &ExprContext) -> ExprValue {
-    let token = t.get(*pos).expect("an operand").clone();
-    *pos += 1;
-    if token == "(" {
-        let value = parse_or(t, pos, ctx);
-        assert_eq!(t.get(*pos).map(String::as_str), Some(")"), "unbalanced ()");
-        *pos += 1;
-        return value;
-    }
-    if let Some(s) = token.strip_prefix('\'') {
-        return ExprValue::Str(s.trim_end_matches('\'').to_string());
-    }
-    if t.get(*pos).is_some_and(|s| s == "(") {
-        assert_eq!(
-            t.get(*pos + 1).map(String::as_str),
-            Some(")"),
-            "arguments to {token}()"
-        );
-        *pos += 2;
-        return ExprValue::Bool(match token.as_str() {
-            "success" => !ctx.job_failed,
-            "failure" => ctx.job_failed,
-            "always" => true,
-            "cancelled" => false,
-            other => panic!("unknown function {other}() in a step condition"),
-        });
-    }
-    let parts: Vec<&str> = token.split('.').collect();
-    match parts.as_slice() {
-        ["steps", id, "outcome"] => ExprValue::Str(
-            ctx.outcomes
-                .get(*id)
-                .map(|o| o.as_str().to_string())
-                .unwrap_or_default(),
-        ),
-        _ => panic!("unknown operand `{token}` in a step condition"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Running the recipes
 // ---------------------------------------------------------------------------------------------
-
-fn repo_file(path: &str) -> String {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
 
 /// What the CI runner provides around the recipe: a `curl` that records its arguments and fails
 /// when SMOKE_FAIL=1, optionally setup-terraform's wrapper in front of terraform, tfrollback on
@@ -484,12 +63,6 @@ fi
 echo "::error::Terraform exited with code $code."
 exit 1
 "#;
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 impl Runner {
     fn new(setup_terraform_wrapper: bool) -> Runner {
@@ -547,42 +120,6 @@ impl Runner {
             cmd.env("TERRAFORM_CLI_PATH", wrapper);
         }
         cmd
-    }
-}
-
-struct Finished {
-    code: i32,
-    output: String,
-}
-
-/// Runs to completion with stdout and stderr merged into one log, as a CI log shows them.
-fn run_logged(mut cmd: Command, what: &str) -> Finished {
-    let (mut reader, writer) = std::io::pipe().unwrap();
-    cmd.stdout(writer.try_clone().unwrap()).stderr(writer);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    drop(cmd);
-    let drain = std::thread::spawn(move || {
-        let mut bytes = vec![];
-        let _ = reader.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    });
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {STEP_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        code: status.code().unwrap_or(128),
-        output: drain.join().unwrap(),
     }
 }
 
@@ -739,7 +276,7 @@ impl Workflow {
                         .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
                         .env("GITHUB_STEP_SUMMARY", &summary)
                         .envs(extra.iter().copied());
-                    let done = run_logged(cmd, &format!("step `{}`", step.name));
+                    let done = run_logged(cmd, &format!("step `{}`", step.name), STEP_TIMEOUT);
                     logs.insert(step.name.clone(), done.output);
                     summaries.insert(
                         step.name.clone(),
@@ -840,13 +377,7 @@ impl GitlabJob {
     }
 
     /// Runs the job as the runner does with the image's `sh`, from the project directory.
-    fn run(
-        &self,
-        sb: &Sandbox,
-        runner: &Runner,
-        pipeline: &str,
-        extra: &[(&str, &str)],
-    ) -> Finished {
+    fn run(&self, sb: &Sandbox, runner: &Runner, pipeline: &str, extra: &[(&str, &str)]) -> Logged {
         fresh_checkout(sb);
         let file = runner.scratch.path().join(format!("job-{pipeline}.sh"));
         std::fs::write(&file, &self.script).unwrap();
@@ -869,17 +400,13 @@ impl GitlabJob {
             .env("GITLAB_USER_LOGIN", "dev")
             .envs(extra.iter().copied())
             .stdin(Stdio::null());
-        run_logged(cmd, "the GitLab deploy job")
+        run_logged(cmd, "the GitLab deploy job", STEP_TIMEOUT)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Checks
 // ---------------------------------------------------------------------------------------------
-
-fn current_output(sb: &Sandbox, name: &str) -> Value {
-    sb.s3().get_json(&sb.key, None)["outputs"][name]["value"].clone()
-}
 
 /// Version id -> marks, from `tfrollback list --json`.
 fn marks(sb: &Sandbox) -> Vec<(String, Value)> {
@@ -984,7 +511,7 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     );
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
     assert!(report.contains("nothing to do"), "{report}");
-    assert_eq!(history_len(&sb), 1, "the no-op is recorded");
+    assert_eq!(sb.history().len(), 1, "the no-op is recorded");
 
     // Release 3: v2 on green, traffic flipped to green; its smoke test fails. The rollback goes
     // back to release 1, through the setup-terraform wrapper that sits in front of terraform.
@@ -1027,8 +554,8 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     let versions = sb.version_ids();
     assert_eq!(versions.len(), 3, "release 1, release 3, the rollback");
     assert_eq!(versions[2], good[0]);
-    assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
-    assert_eq!(current_output(&sb, "green_version"), json!("v1"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert_eq!(sb.current_output("green_version"), json!("v1"));
     let state = sb.s3().get_json(&sb.key, None);
     let bad = sb.s3().get_json(&sb.key, Some(&versions[1]));
     assert_eq!(state["lineage"], bad["lineage"]);
@@ -1063,13 +590,6 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
         record["who"]["ci"]["url"],
         json!("https://github.com/acme/infra/actions/runs/103")
     );
-}
-
-fn history_len(sb: &Sandbox) -> usize {
-    sb.tfr(&["history", "--json"]).ok().json()["records"]
-        .as_array()
-        .unwrap()
-        .len()
 }
 
 #[test]
@@ -1115,7 +635,7 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     assert!(run.output.contains("--max-destroy"), "{}", run.output);
     let after_bad = sb.version_ids();
     assert_eq!(after_bad.len(), 2, "release 1 and release 2, no rollback");
-    assert_eq!(current_output(&sb, "active_slot"), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
     assert!(report.starts_with("## tfrollback"), "{report}");
     assert_unlocked(&sb);
@@ -1131,8 +651,8 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     let versions = sb.version_ids();
     assert_eq!(versions.len(), 3, "{}", run.output);
     assert_eq!(versions[1..], after_bad[..]);
-    assert_eq!(current_output(&sb, "active_slot"), json!("blue"));
-    assert_eq!(current_output(&sb, "green_version"), json!("v1"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert_eq!(sb.current_output("green_version"), json!("v1"));
     let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
     assert!(report.contains("| Status | `rolled_back` |"), "{report}");
     assert!(

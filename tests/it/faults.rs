@@ -9,21 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox, lab};
-use crate::proxy::{Fault, Head, Proxy, Rule};
+use crate::support::{Fault, Head, LockStyle, Proxy, Rule, Run, Sandbox, deployed, lab};
 
 const ROLLBACK: &[&str] = &["to", "previous", "--auto-approve", "--max-destroy", "10"];
-
-fn deployed(lock: LockStyle) -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(lock).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
-    sb
-}
-
-fn slot(sb: &Sandbox) -> Value {
-    sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
-}
 
 fn journal(sb: &Sandbox) -> Option<Value> {
     let key = format!("{}.tfrollback/journal.json", sb.key);
@@ -112,7 +100,7 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
 #[test]
 fn a_kill_at_any_step_of_to_is_recoverable() {
     for step in ["snapshot", "tfvars", "plan", "confirm", "apply", "verify"] {
-        let sb = deployed(LockStyle::DynamoDb);
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
         let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", &failpoint)]);
@@ -123,13 +111,17 @@ fn a_kill_at_any_step_of_to_is_recoverable() {
         assert!(j["lock"]["info"]["ID"].is_string());
         check_recoverable(&sb, &before);
         // Killed before the apply: nothing changed. Killed after it: the snapshot is back.
-        assert_eq!(slot(&sb), json!("green"), "killed at {step}");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("green"),
+            "killed at {step}"
+        );
     }
 }
 
 #[test]
 fn a_kill_during_the_apply_is_recoverable() {
-    let sb = deployed(LockStyle::Both);
+    let sb = deployed(LockStyle::Both, Some("v2"));
     let before = sb.version_ids();
     let mut args = ROLLBACK.to_vec();
     args.extend(["--var", "slow_seconds=30"]);
@@ -139,13 +131,13 @@ fn a_kill_during_the_apply_is_recoverable() {
     child.kill().unwrap();
     child.wait().unwrap();
     check_recoverable(&sb, &before);
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
 }
 
 #[test]
 fn a_kill_at_any_step_of_restore_is_recoverable() {
     for step in ["snapshot", "confirm", "restore", "plan"] {
-        let sb = deployed(LockStyle::DynamoDb);
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
         let mut child = spawn(
@@ -164,7 +156,11 @@ fn a_kill_at_any_step_of_restore_is_recoverable() {
         } else {
             json!("green")
         };
-        assert_eq!(slot(&sb), expected, "killed at {step}");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            expected,
+            "killed at {step}"
+        );
     }
 }
 
@@ -173,7 +169,7 @@ fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        let sb = deployed(LockStyle::DynamoDb);
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let mut args = ROLLBACK.to_vec();
         args.extend(["--var", "slow_seconds=30", "--json"]);
@@ -197,7 +193,11 @@ fn ctrl_c_or_sigterm_during_the_apply_restores_the_snapshot() {
         );
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["status"], json!("restored"));
-        assert_eq!(slot(&sb), json!("green"), "the snapshot is back");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("green"),
+            "the snapshot is back"
+        );
         for id in &before {
             assert!(sb.version_ids().contains(id));
         }
@@ -215,7 +215,7 @@ fn through(proxy: &Proxy) -> Vec<(&'static str, String)> {
     vec![("AWS_ENDPOINT_URL", proxy.endpoint.clone())]
 }
 
-fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -> crate::lab::Run {
+fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -> Run {
     let env = through(proxy);
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
@@ -224,7 +224,7 @@ fn tfr_via(sb: &Sandbox, proxy: &Proxy, args: &[&str], extra: &[(&str, &str)]) -
 
 #[test]
 fn server_errors_on_a_share_of_requests_are_retried() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(
         Rule::new(
@@ -258,7 +258,7 @@ fn server_errors_on_a_share_of_requests_are_retried() {
         .ok()
         .json();
     assert_eq!(report["status"], json!("rolled_back"));
-    assert_eq!(slot(&sb), json!("blue"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
     assert!(proxy.hits("s3-503") > 0 && proxy.hits("s3-500") > 0 && proxy.hits("ddb-500") > 0);
     terraform_accepts_blue(&sb);
 }
@@ -273,7 +273,7 @@ fn terraform_accepts_blue(sb: &Sandbox) {
 
 #[test]
 fn a_connection_cut_mid_body_is_read_again() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let proxy = Proxy::start(&lab().endpoint);
     let key = sb.key.clone();
     proxy.add(
@@ -296,7 +296,7 @@ fn a_connection_cut_mid_body_is_read_again() {
 
 #[test]
 fn an_answer_slower_than_the_timeout_fails_cleanly() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(Rule::new(
@@ -323,7 +323,7 @@ fn an_answer_slower_than_the_timeout_fails_cleanly() {
 
 #[test]
 fn a_write_between_snapshot_and_restore_is_never_overwritten() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let gate = sb.dir.join("go");
     let failpoint = format!("write=wait:{}", gate.display());
     let mut cmd = sb.tfr_command(&["restore", "previous", "--auto-approve", "--no-plan"]);
@@ -358,7 +358,7 @@ fn a_write_between_snapshot_and_restore_is_never_overwritten() {
 
 #[test]
 fn dynamodb_down_fails_before_anything_changes() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(Rule::new(
@@ -387,12 +387,12 @@ fn dynamodb_down_fails_before_anything_changes() {
         .code(1);
     assert!(run.stderr.contains("DynamoDB"), "{}", run.stderr);
     assert_eq!(sb.version_ids(), before);
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
 }
 
 #[test]
 fn a_full_disk_stops_the_rollback_before_any_change() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let local = sb.dir.join(".tfrollback");
     std::fs::create_dir_all(&local).unwrap();
@@ -417,7 +417,7 @@ fn a_full_disk_stops_the_rollback_before_any_change() {
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(sb.version_ids(), before);
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null, "the lock was released");
     terraform_accepts(&sb);

@@ -5,17 +5,17 @@
 //! page's clean-up step), and that the clean-up stopped the server and removed the scratch
 //! directory.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::{Logged, SECRET, free_port, repo_file, repo_root, run_logged, scrub_env};
+
 const PAGE: &str = "docs/getting-started.md";
-const SECRET: &str = "s3cr3t-hunter2-do-not-print";
-const TIMEOUT: Duration = Duration::from_mins(10);
+const TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The ```sh blocks of a Markdown page, in order.
 fn sh_blocks(markdown: &str) -> Vec<String> {
@@ -52,13 +52,6 @@ json.dump(ids, open(os.path.join(out, "versions.json"), "w"))
 EOF
 "#;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
@@ -67,8 +60,7 @@ fn read_json(path: &Path) -> Value {
 
 #[test]
 fn the_getting_started_page_runs_top_to_bottom() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let blocks = sh_blocks(&std::fs::read_to_string(repo.join(PAGE)).unwrap());
+    let blocks = sh_blocks(&repo_file(PAGE));
     assert!(blocks.len() > 5, "{PAGE} lost its ```sh blocks");
     let cleanup = blocks.last().unwrap();
     assert!(
@@ -109,29 +101,9 @@ fn the_getting_started_page_runs_top_to_bottom() {
     )))
     .unwrap();
     let mut cmd = Command::new("bash");
-    cmd.arg("-e").arg(&script_file).current_dir(repo);
+    cmd.arg("-e").arg(&script_file).current_dir(repo_root());
     // A newcomer's shell: none of the developer's AWS, terraform or tfrollback settings.
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with("AWS_")
-            || name.starts_with("TF_")
-            || name.starts_with("TFROLLBACK_")
-            || [
-                "NO_COLOR",
-                "CLICOLOR",
-                "CLICOLOR_FORCE",
-                "GITHUB_STEP_SUMMARY",
-                "CHECKPOINT_DISABLE",
-                "XDG_CACHE_HOME",
-                "PORT",
-                "REPO",
-                "WORK",
-            ]
-            .contains(&name)
-        {
-            cmd.env_remove(name);
-        }
-    }
+    scrub_env(&mut cmd, &["XDG_CACHE_HOME", "PORT", "REPO", "WORK"]);
     cmd.env("PATH", path)
         .env("HOME", &home)
         .env("TMPDIR", &tmp)
@@ -139,7 +111,7 @@ fn the_getting_started_page_runs_top_to_bottom() {
         .env("TOUR_EVIDENCE", &evidence)
         .stdin(Stdio::null());
 
-    let (code, log) = run_logged(cmd);
+    let Logged { code, output: log } = run_logged(cmd, &format!("the page {PAGE}"), TIMEOUT);
     assert_eq!(code, 0, "the page failed (exit {code}):\n{log}");
     let outputs = split_blocks(&log, blocks.len());
     let output_of = |command: &str| -> &str {
@@ -248,32 +220,6 @@ fn the_getting_started_page_runs_top_to_bottom() {
     }
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "the tour left {left:?} in TMPDIR");
-}
-
-/// Runs to completion (or the timeout) with stdout and stderr merged, as a terminal shows them.
-fn run_logged(mut cmd: Command) -> (i32, String) {
-    let (mut reader, writer) = std::io::pipe().unwrap();
-    cmd.stdout(writer.try_clone().unwrap()).stderr(writer);
-    let mut child = cmd.spawn().expect("cannot run bash");
-    drop(cmd);
-    let drain = std::thread::spawn(move || {
-        let mut bytes = vec![];
-        let _ = reader.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{PAGE} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (status.code().unwrap_or(128), drain.join().unwrap())
 }
 
 /// Whether one line of `text` contains every one of `parts`.

@@ -1,7 +1,7 @@
 //! Checks the lab itself: fixtures apply against the local server, each apply leaves one
 //! state version, and backend settings land where terraform keeps them.
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 fn output(state: &serde_json::Value, name: &str) -> serde_json::Value {
     state["outputs"][name]["value"].clone()

@@ -6,20 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox, deployed};
 
 const REPEAT: usize = 20;
-
-fn deployed(lock: LockStyle) -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(lock).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
-    sb
-}
-
-fn slot(sb: &Sandbox) -> Value {
-    sb.s3().get_json(&sb.key, None)["outputs"]["active_slot"]["value"].clone()
-}
 
 fn lock_holder(sb: &Sandbox) -> Value {
     sb.tfr(&["status", "--json"]).ok().json()["lock"].clone()
@@ -37,8 +26,8 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
             },
         )
     }) {
-        let sb = deployed(lock);
-        let before = slot(&sb);
+        let sb = deployed(lock, None);
+        let before = sb.current_output("active_slot");
         let spawn = || {
             sb.tfr_command(&[
                 "to",
@@ -69,7 +58,11 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
             String::from_utf8_lossy(&loser.stderr).contains("tfrollback to"),
             "the holder is named"
         );
-        assert_ne!(slot(&sb), before, "round {round}: rolled back exactly once");
+        assert_ne!(
+            sb.current_output("active_slot"),
+            before,
+            "round {round}: rolled back exactly once"
+        );
         assert_eq!(lock_holder(&sb), Value::Null);
     }
 }
@@ -77,7 +70,7 @@ fn two_rollbacks_at_once_one_proceeds_the_other_exits_5() {
 #[test]
 fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
     for lock in [LockStyle::DynamoDb, LockStyle::LockFile] {
-        let sb = deployed(lock);
+        let sb = deployed(lock, None);
         let mut rollback = sb
             .tfr_command(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
             .env("TFROLLBACK_FAILPOINT", "plan=pause")
@@ -113,7 +106,11 @@ fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
                 run.stderr
             );
         }
-        assert_eq!(slot(&sb), json!("green"), "terraform changed nothing");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("green"),
+            "terraform changed nothing"
+        );
         rollback.kill().unwrap();
         rollback.wait().unwrap();
         sb.tfr(&["recover"]).ok();
@@ -123,7 +120,7 @@ fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
 
 #[test]
 fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, None);
     let mut apply = sb.command("terraform");
     apply
         .args([
@@ -176,6 +173,6 @@ fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
     );
     assert!(apply.wait().unwrap().success());
     assert_eq!(run.json()["status"], json!("rolled_back"));
-    assert_eq!(slot(&sb), json!("green"));
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
     assert_eq!(lock_holder(&sb), Value::Null);
 }

@@ -3,17 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
-
-const SECRET: &str = "s3cr3t-hunter2-do-not-print";
-
-/// A blue/green stack applied blue (v1) then green (v2): the deploy to roll back from.
-fn deployed() -> Sandbox {
-    let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
-    sb
-}
+use crate::support::{LockStyle, SECRET, Sandbox, deployed};
 
 fn versions(list: &Value) -> &Vec<Value> {
     list["versions"].as_array().expect("versions array")
@@ -72,7 +62,7 @@ fn list_reads_every_version_newest_first_from_the_init_state() {
 
 #[test]
 fn the_backend_block_alone_is_enough_to_find_the_state() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     std::fs::remove_dir_all(sb.dir.join(".terraform")).unwrap();
     let list = sb.tfr(&["list", "--json"]).ok().json();
     assert_eq!(list["bucket"], json!(sb.bucket));
@@ -81,7 +71,7 @@ fn the_backend_block_alone_is_enough_to_find_the_state() {
 
 #[test]
 fn nothing_saying_where_the_state_is_names_the_flags_and_init() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     std::fs::remove_dir_all(sb.dir.join(".terraform")).unwrap();
     std::fs::remove_file(sb.dir.join("backend.tf")).unwrap();
     let run = sb.tfr(&["list"]).code(1);
@@ -105,7 +95,7 @@ fn nothing_saying_where_the_state_is_names_the_flags_and_init() {
 
 #[test]
 fn a_workspace_has_its_own_state() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     sb.terraform(&["workspace", "new", "staging"]).ok();
     sb.apply(&[("active_slot", "green")]);
     let staging_key = format!("env:/staging/{}", sb.key);
@@ -198,7 +188,7 @@ fn delete_markers_are_listed_and_lookalike_keys_are_not() {
 
 #[test]
 fn the_cache_makes_the_next_list_read_only_new_versions() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let first = sb.tfr(&["list", "--json", "-v"]).ok();
     assert!(
         first
@@ -264,7 +254,7 @@ fn the_cache_makes_the_next_list_read_only_new_versions() {
 
 #[test]
 fn sensitive_values_never_reach_any_output() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     // The secret is really in the state: the check below means something.
     let body = String::from_utf8(sb.s3().get(&sb.key, None)).unwrap();
     assert!(body.contains(SECRET));
@@ -299,7 +289,7 @@ fn sensitive_values_never_reach_any_output() {
 
 #[test]
 fn diff_shows_outputs_resources_and_the_rollback_variables() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let d = sb.tfr(&["diff", "previous", "--json"]).ok().json();
     let in_s3 = sb.s3().versions(&sb.key);
     assert_eq!(d["from"]["version_id"], json!(in_s3[0].version_id));
@@ -432,7 +422,7 @@ fn the_object_output_pattern_maps_keys_to_variables_and_finds_the_slot() {
 
 #[test]
 fn unknown_and_malformed_versions_are_refused_clearly() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let run = sb.tfr(&["show", "3HL4kqtJlcpXroDTDmJ"]).code(1);
     assert!(
         run.stderr.contains(&format!(

@@ -1,10 +1,9 @@
 //! State-only `restore`, the audit `history`, known-good marks with `to last-good`, and the
 //! flagging of intermediate snapshots, against real terraform and a real S3 server.
 
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox};
 
 fn addresses(state: &Value) -> Vec<String> {
     state["resources"]
@@ -22,23 +21,11 @@ fn addresses(state: &Value) -> Vec<String> {
 }
 
 fn digest_matches(sb: &Sandbox) -> bool {
-    let body = sb.s3().get(&sb.key, None);
-    let md5: String = Md5::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let table = sb.table.as_ref().expect("a lock table");
     sb.dynamodb()
         .get(table, &sb.digest_id())
         .and_then(|i| i.get("Digest").cloned())
-        == Some(md5)
-}
-
-fn history(sb: &Sandbox) -> Vec<Value> {
-    sb.tfr(&["history", "--json"]).ok().json()["records"]
-        .as_array()
-        .unwrap()
-        .clone()
+        == Some(sb.state_md5())
 }
 
 #[test]
@@ -130,7 +117,7 @@ fn every_rollback_leaves_a_history_record() {
     .code(3);
     sb.tfr(&["recover"]).ok();
 
-    let records = history(&sb);
+    let records = sb.history();
     assert_eq!(records.len(), 3, "{records:#?}");
     let (recover, failed, success) = (&records[0], &records[1], &records[2]);
     assert_eq!(success["result"], json!("rolled_back"));
@@ -174,7 +161,7 @@ fn every_rollback_leaves_a_history_record() {
         ],
     )
     .ok();
-    let ci = &history(&sb)[0]["who"]["ci"];
+    let ci = &sb.history()[0]["who"]["ci"];
     assert_eq!(
         (ci["system"].clone(), ci["actor"].clone()),
         (json!("github-actions"), json!("octocat"))
@@ -222,7 +209,7 @@ fn a_recover_after_a_kill_is_recorded_too() {
         std::thread::sleep(std::time::Duration::from_secs(1));
     };
     assert_eq!(report["status"], json!("recovered"));
-    let records = history(&sb);
+    let records = sb.history();
     assert_eq!(records[0]["result"], json!("recovered"));
     assert_eq!(records[0]["operation_id"], report["operation_id"]);
     assert!(

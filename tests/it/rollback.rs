@@ -4,18 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::lab::{LockStyle, Sandbox};
-
-/// Blue (v1) then green (v2): the deploy a rollback undoes.
-fn deployed(lock: LockStyle) -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(lock).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
-    sb
-}
+use crate::support::{LockStyle, Sandbox, deployed, find_on_path, write_executable};
 
 /// The router, warm-up and health check are replaced on every flip in the fixture.
 const ROLLBACK: &[&str] = &[
@@ -45,11 +36,7 @@ fn assert_unlocked(sb: &Sandbox) {
 /// The DynamoDB digest matches the current state bytes, as terraform will check.
 fn assert_digest_matches(sb: &Sandbox) {
     let Some(table) = &sb.table else { return };
-    let body = sb.s3().get(&sb.key, None);
-    let md5: String = Md5::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let md5 = sb.state_md5();
     let item = sb
         .dynamodb()
         .get(table, &sb.digest_id())
@@ -77,7 +64,7 @@ fn plain_plan(sb: &Sandbox, vars: &[(&str, &str)]) -> i32 {
 
 #[test]
 fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let lineage = sb.current_state()["lineage"].clone();
     let serial = sb.current_state()["serial"].as_u64().unwrap();
@@ -150,7 +137,7 @@ fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
 #[test]
 fn a_lock_file_backend_is_locked_and_released_the_same_way() {
     for style in [LockStyle::LockFile, LockStyle::Both] {
-        let sb = deployed(style);
+        let sb = deployed(style, Some("v2"));
         let report = sb.tfr(ROLLBACK).ok().json();
         assert_eq!(report["status"], json!("rolled_back"));
         assert_eq!(
@@ -167,7 +154,7 @@ fn a_lock_file_backend_is_locked_and_released_the_same_way() {
 
 #[test]
 fn a_failing_apply_restores_the_snapshot_and_terraform_still_works() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let snapshot_body = sb.s3().get(&sb.key, None);
     let snapshot: Value = serde_json::from_slice(&snapshot_body).unwrap();
     let before = sb.version_ids();
@@ -250,7 +237,7 @@ fn a_failing_apply_restores_the_snapshot_and_terraform_still_works() {
 
 #[test]
 fn someone_elses_lock_gives_exit_5_and_is_never_broken() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let table = sb.table.clone().unwrap();
     let info = r#"{"ID":"5a1f0c3e-0000-4000-8000-000000000001","Operation":"OperationTypeApply","Info":"","Who":"alice@ci-runner-7","Version":"1.11.4","Created":"2026-11-22T03:00:00.000000000Z","Path":"x"}"#;
     sb.dynamodb().put(&table, &sb.lock_id(), &[("Info", info)]);
@@ -302,7 +289,7 @@ fn someone_elses_lock_gives_exit_5_and_is_never_broken() {
 
 #[test]
 fn a_lock_file_held_by_someone_else_gives_exit_5() {
-    let sb = deployed(LockStyle::LockFile);
+    let sb = deployed(LockStyle::LockFile, Some("v2"));
     let lockfile = format!("{}.tflock", sb.key);
     let info = br#"{"ID":"77","Operation":"OperationTypePlan","Info":"","Who":"bob@laptop","Version":"1.11.4","Created":"2026-11-22T02:00:00Z","Path":"x"}"#;
     sb.s3().put(&lockfile, info);
@@ -319,7 +306,7 @@ fn a_lock_file_held_by_someone_else_gives_exit_5() {
 
 #[test]
 fn dry_run_plans_and_changes_nothing() {
-    let sb = deployed(LockStyle::Both);
+    let sb = deployed(LockStyle::Both, Some("v2"));
     let before = sb.version_ids();
     let report = sb
         .tfr(&["to", "previous", "--dry-run", "--json"])
@@ -343,7 +330,7 @@ fn dry_run_plans_and_changes_nothing() {
 
 #[test]
 fn without_a_terminal_or_auto_approve_it_fails_at_once() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let started = Instant::now();
     let run = sb.tfr(&["to", "previous"]).code(2);
@@ -359,7 +346,7 @@ fn without_a_terminal_or_auto_approve_it_fails_at_once() {
 
 #[test]
 fn the_destroy_guard_refuses_unexpected_destruction() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let before = sb.version_ids();
     let run = sb.tfr(&["to", "previous", "--auto-approve"]).code(1);
     assert!(run.stderr.contains("--max-destroy"), "{}", run.stderr);
@@ -369,7 +356,7 @@ fn the_destroy_guard_refuses_unexpected_destruction() {
 
 #[test]
 fn sigkill_mid_apply_is_recoverable() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let snapshot: Value = sb.current_state();
     let before = sb.version_ids();
     let journal_key = format!("{}.tfrollback/journal.json", sb.key);
@@ -448,7 +435,7 @@ fn sigkill_mid_apply_is_recoverable() {
 
 #[test]
 fn a_target_from_a_newer_terraform_is_refused() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     // Deliberately altered: a state claiming a terraform release from the future.
     let mut newer: Value = sb.s3().get_json(&sb.key, Some(&sb.version_ids()[1]));
     newer["terraform_version"] = json!("9.9.9");
@@ -462,7 +449,7 @@ fn a_target_from_a_newer_terraform_is_refused() {
 
 #[test]
 fn a_target_from_another_lineage_is_refused() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let other = Sandbox::new("bluegreen");
     other.apply(&[("active_slot", "blue")]);
     sb.plant_previous(&other.s3().get(&other.key, None));
@@ -491,7 +478,7 @@ fn a_target_from_another_lineage_is_refused() {
 
 #[test]
 fn only_slot_flips_traffic_and_nothing_else() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let mut args = ROLLBACK.to_vec();
     args.push("--only-slot");
     // The green release stays what the user passes; only the slot is rolled back.
@@ -511,7 +498,7 @@ fn only_slot_flips_traffic_and_nothing_else() {
 
 #[test]
 fn user_var_files_come_first_and_rollback_values_win() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let user = sb.dir.join("prod.tfvars");
     std::fs::write(&user, "active_slot = \"green\"\ninstance_count = 2\n").unwrap();
     let out = sb.dir.join("rollback.auto.json");
@@ -542,28 +529,22 @@ fn user_var_files_come_first_and_rollback_values_win() {
 /// A directory with a `terraform` that runs the real one but exits 0 when it exits 2, as
 /// hashicorp/setup-terraform's wrapper does (and prints a line of its own on stdout).
 fn swallowing_wrapper(sb: &Sandbox, real_name: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let dir = sb.dir.parent().unwrap().join("wrapper");
     std::fs::create_dir_all(&dir).unwrap();
-    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join("terraform"))
-        .find(|p| p.is_file())
-        .unwrap();
+    let real = find_on_path("terraform").expect("terraform on PATH");
     std::os::unix::fs::symlink(&real, dir.join(real_name)).ok();
     let script = format!(
         "#!/bin/sh\n\"{}\" \"$@\"\ncode=$?\necho '::debug::wrapped'\nif [ $code -eq 2 ]; then exit 0; fi\nexit $code\n",
         real.display()
     );
-    let wrapper = dir.join("terraform");
-    std::fs::write(&wrapper, script).unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&dir.join("terraform"), &script);
     dir
 }
 
 #[test]
 fn a_wrapper_that_swallows_exit_code_2_does_not_fool_the_rollback() {
     // Any wrapper: changes are read from the saved plan, not from the exit code.
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let dir = swallowing_wrapper(&sb, "terraform-real");
     let wrapper = dir.join("terraform").display().to_string();
     let mut args = ROLLBACK.to_vec();
@@ -576,7 +557,7 @@ fn a_wrapper_that_swallows_exit_code_2_does_not_fool_the_rollback() {
     );
 
     // setup-terraform's own layout: the real binary is TERRAFORM_CLI_PATH/terraform-bin.
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let dir = swallowing_wrapper(&sb, "terraform-bin");
     let wrapper = dir.join("terraform").display().to_string();
     let cli_path = dir.display().to_string();
@@ -595,7 +576,7 @@ fn a_wrapper_that_swallows_exit_code_2_does_not_fool_the_rollback() {
 
 #[test]
 fn last_good_when_the_current_version_is_the_good_one_changes_nothing() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     sb.tfr(&["mark", "current"]).ok();
     let before = sb.version_ids();
     let report = sb.dir.join("rollback.md");
@@ -629,7 +610,7 @@ fn last_good_when_the_current_version_is_the_good_one_changes_nothing() {
 
 #[test]
 fn a_refused_rollback_still_writes_its_report() {
-    let sb = deployed(LockStyle::DynamoDb);
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let report = sb.dir.join("rollback.md");
     let summary = sb.dir.join("summary.md");
     let (r, s) = (report.display().to_string(), summary.display().to_string());

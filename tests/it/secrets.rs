@@ -7,10 +7,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, SECRET, Sandbox, find_on_path};
 
-/// The fixture's sensitive variable: in the `db_password` output and in a resource attribute.
-const SECRET: &str = "s3cr3t-hunter2-do-not-print";
 /// A distinctive secret access key: the lab server accepts any.
 const AWS_SECRET: &str = "tfrSecretAccessKey0123456789abcdefXYZ";
 
@@ -200,7 +198,7 @@ fn terraform_is_never_run_through_a_shell() {
         .unwrap()
         .join("bin; touch pwned; $(touch pwned2) `touch pwned3`");
     std::fs::create_dir_all(&odd).unwrap();
-    let terraform = which("terraform");
+    let terraform = find_on_path("terraform").expect("terraform on PATH");
     std::os::unix::fs::symlink(terraform, odd.join("terraform")).unwrap();
     let bin = odd.join("terraform").display().to_string();
     let report = sb
@@ -220,11 +218,4 @@ fn terraform_is_never_run_through_a_shell() {
     for name in ["pwned", "pwned2", "pwned3"] {
         assert!(!sb.dir.join(name).exists() && !sb.dir.parent().unwrap().join(name).exists());
     }
-}
-
-fn which(program: &str) -> std::path::PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .expect("terraform on PATH")
 }

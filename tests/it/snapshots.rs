@@ -2,7 +2,7 @@
 //! with insta. Version ids, lineages, times, bucket names and paths are filtered out; every
 //! version shown was written by terraform.
 
-use crate::lab::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox, deployed};
 
 fn settings(sb: &Sandbox) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
@@ -35,18 +35,9 @@ fn regex_escape(text: &str) -> String {
         .collect()
 }
 
-fn deployed() -> Sandbox {
-    let sb = Sandbox::builder("bluegreen")
-        .lock(LockStyle::DynamoDb)
-        .build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
-    sb
-}
-
 #[test]
 fn human_output_of_the_read_commands() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     sb.tfr(&["mark", "previous"]).ok();
     settings(&sb).bind(|| {
         insta::assert_snapshot!(
@@ -64,7 +55,7 @@ fn human_output_of_the_read_commands() {
 
 #[test]
 fn human_output_of_a_rollback() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     settings(&sb).bind(|| {
         let dry = sb.tfr(&["to", "previous", "--dry-run"]).ok();
         insta::assert_snapshot!("to_dry_run_steps", dry.stderr);
@@ -90,7 +81,7 @@ fn human_output_of_a_rollback() {
 
 #[test]
 fn human_output_of_errors() {
-    let sb = deployed();
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
     let table = sb.table.clone().unwrap();
     settings(&sb).bind(|| {
         insta::assert_snapshot!("error_unknown_version", sb.tfr(&["show", "nosuchversion"]).code(1).stderr);

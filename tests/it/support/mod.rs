@@ -1,0 +1,30 @@
+//! Test support: everything the scenarios stand on, and no scenario. One local AWS server
+//! (moto) per test binary, sandboxes on it, and ways to run the real binaries and to read the
+//! truth from S3 and DynamoDB directly.
+//!
+//! - [`server`]: the moto server ([`Lab`](server::Lab)), free ports, the repository root, the
+//!   command timeout.
+//! - [`sandbox`]: a terraform working directory bound to its own bucket ([`Sandbox`]), and
+//!   [`deployed`], the blue-then-green deploy most scenarios start from.
+//! - [`run`]: running a binary to completion and checking how it ended ([`Run`], or
+//!   [`run_logged`] for one merged log), with an environment scrubbed of the developer's.
+//! - [`aws`]: direct S3 and DynamoDB access, to set up and to check outcomes.
+//! - [`proxy`]: a fault-injecting loopback proxy in front of the server.
+//! - [`yaml`] and [`expr`]: a small YAML reader and a GitHub-expression evaluator, enough to
+//!   run the CI recipes of docs/ci/ step by step.
+//!
+//! Functions here must be called from plain `#[test]` functions; the AWS helpers also work
+//! inside a tokio runtime (they then block on a scoped thread).
+
+pub mod aws;
+pub mod expr;
+pub mod proxy;
+pub mod run;
+pub mod sandbox;
+pub mod server;
+pub mod yaml;
+
+pub use proxy::{Fault, Head, Proxy, Rule};
+pub use run::{Logged, Run, find_on_path, run_logged, scrub_env, write_executable};
+pub use sandbox::{LockStyle, SECRET, Sandbox, deployed};
+pub use server::{free_port, lab, repo_file, repo_root};
