@@ -8,11 +8,14 @@ Exits by itself when its standard input reaches EOF, so whoever started it (a te
 binary, the demo script) only has to keep a pipe open: when that process dies, for
 any reason, the server goes with it.
 
-By default moto is patched in one way that changes answers: the S3 reads that moto 5.x
-answers under an XML root of its own (`<OperationName>Response`) get AWS's root instead:
-GetBucketVersioning -> VersioningConfiguration, GetObjectTagging and GetBucketTagging ->
-Tagging, GetBucketAcl and GetObjectAcl -> AccessControlPolicy. Nothing else in the answers
-is touched.
+By default moto is patched in one way that changes answers: a root element named
+`<OperationName>Response`, which moto 5.x invents where its model names no root, is renamed
+to AWS's for five S3 reads: GetBucketVersioning -> VersioningConfiguration, GetObjectTagging
+and GetBucketTagging -> Tagging, GetBucketAcl and GetObjectAcl -> AccessControlPolicy.
+With moto 5.2.1 only GetBucketVersioning is actually misnamed (`GetBucketVersioningResponse`);
+the other four already answer with AWS's root, so their rename does nothing. moto 5.2.1 also
+misnames ListParts, CompleteMultipartUpload and GetObjectAttributes, which this patch leaves
+alone (scripts/probe-s3-server.py shows every root). Nothing else in the answers is touched.
 
 --stock applies no patch at all: moto answers exactly as a user's `moto_server` does, so
 the tests can also run against stock moto. It excludes --lean-listing. Only the launcher's
