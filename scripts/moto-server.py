@@ -1,12 +1,25 @@
 #!/usr/bin/env python3
 """Local AWS (S3, DynamoDB, STS) for tfrollback's tests and demo, served by moto.
 
-Usage: moto-server.py --port PORT [--lean-listing] [--verbose]
+Usage: moto-server.py --port PORT [--stock | --lean-listing] [--verbose]
 
 Prints `ready PORT` on stdout once the server answers, then nothing more on stdout.
 Exits by itself when its standard input reaches EOF, so whoever started it (a test
 binary, the demo script) only has to keep a pipe open: when that process dies, for
 any reason, the server goes with it.
+
+By default moto is patched in one way that changes answers: a root element named
+`<OperationName>Response`, which moto 5.x invents where its model names no root, is renamed
+to AWS's for five S3 reads: GetBucketVersioning -> VersioningConfiguration, GetObjectTagging
+and GetBucketTagging -> Tagging, GetBucketAcl and GetObjectAcl -> AccessControlPolicy.
+With moto 5.2.1 only GetBucketVersioning is actually misnamed (`GetBucketVersioningResponse`);
+the other four already answer with AWS's root, so their rename does nothing. moto 5.2.1 also
+misnames ListParts, CompleteMultipartUpload and GetObjectAttributes, which this patch leaves
+alone (scripts/probe-s3-server.py shows every root). Nothing else in the answers is touched.
+
+--stock applies no patch at all: moto answers exactly as a user's `moto_server` does, so
+the tests can also run against stock moto. It excludes --lean-listing. Only the launcher's
+own behaviour (the `ready PORT` line, stdin EOF, 127.0.0.1, quieter request logging) stays.
 
 --lean-listing replaces the deep copy that moto's ListObjectVersions makes of every
 stored object (bodies included, never freed) by shallow views of the stored versions:
@@ -180,8 +193,11 @@ def fix_rest_xml_roots():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="port to listen on (127.0.0.1)")
-    parser.add_argument("--lean-listing", action="store_true",
-                        help="patch moto's ListObjectVersions deep copy (benchmarks)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--stock", action="store_true",
+                       help="run moto unpatched: no XML root renaming, no other change")
+    modes.add_argument("--lean-listing", action="store_true",
+                       help="patch moto's ListObjectVersions deep copy (benchmarks)")
     parser.add_argument("--verbose", action="store_true", help="log every request on stderr")
     args = parser.parse_args()
 
@@ -195,7 +211,8 @@ def main():
 
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    fix_rest_xml_roots()
+    if not args.stock:
+        fix_rest_xml_roots()
     if args.lean_listing:
         install_lean_listing()
 
