@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::support::{Logged, SECRET, free_port, repo_file, repo_root, run_logged, scrub_env};
 
 const PAGE: &str = "docs/getting-started.md";
-const TIMEOUT: Duration = Duration::from_secs(600);
+const TIMEOUT: Duration = Duration::from_mins(10);
 
 /// The ```sh blocks of a Markdown page, in order.
 fn sh_blocks(markdown: &str) -> Vec<String> {

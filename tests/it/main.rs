@@ -2,6 +2,9 @@
 //! `terraform` binaries against the local S3 server; `support` holds what they share (the
 //! server, sandboxes, running commands, direct AWS access) and no scenario.
 
+// The support modules are `pub` for the scenario modules of this one binary; nothing leaves it.
+#![allow(unreachable_pub)]
+
 mod bad_input;
 mod ci_recipes;
 mod faults;

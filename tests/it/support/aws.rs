@@ -86,7 +86,7 @@ impl S3 {
             .force_path_style(true)
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_mins(1))
                     .build(),
             )
             .build();
@@ -120,7 +120,7 @@ impl S3 {
                         panic!("PutBucketVersioning {}: {}", self.bucket, sdk_error(&e))
                     });
             }
-        })
+        });
     }
 
     /// All versions and delete markers of exactly `key`, newest first.
@@ -158,7 +158,10 @@ impl S3 {
                             is_latest: v.is_latest().unwrap_or(false),
                             delete_marker: false,
                             size: v.size().unwrap_or(0),
-                            last_modified: v.last_modified().map(|t| t.secs()).unwrap_or(0),
+                            last_modified: v
+                                .last_modified()
+                                .map(aws_sdk_dynamodb::primitives::DateTime::secs)
+                                .unwrap_or(0),
                         },
                     ));
                     rank += 1;
@@ -175,7 +178,10 @@ impl S3 {
                             is_latest: m.is_latest().unwrap_or(false),
                             delete_marker: true,
                             size: 0,
-                            last_modified: m.last_modified().map(|t| t.secs()).unwrap_or(0),
+                            last_modified: m
+                                .last_modified()
+                                .map(aws_sdk_dynamodb::primitives::DateTime::secs)
+                                .unwrap_or(0),
                         },
                     ));
                     rank += 1;
@@ -347,7 +353,13 @@ impl S3 {
                 .await
             {
                 Ok(_) => true,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => false,
+                Err(e)
+                    if e.as_service_error().is_some_and(
+                        aws_sdk_s3::operation::head_object::HeadObjectError::is_not_found,
+                    ) =>
+                {
+                    false
+                }
                 Err(e) => panic!("HeadObject {}/{key}: {}", self.bucket, sdk_error(&e)),
             }
         })
@@ -398,7 +410,7 @@ impl Dynamo {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("CreateTable {table}: {}", sdk_error(&e)));
-        })
+        });
     }
 
     /// The string attributes of the item `LockID = lock_id`, if it exists.
@@ -435,7 +447,7 @@ impl Dynamo {
             req.send()
                 .await
                 .unwrap_or_else(|e| panic!("PutItem {table} {lock_id}: {}", sdk_error(&e)));
-        })
+        });
     }
 
     /// Deletes the item `LockID = lock_id` (no error when absent).
@@ -448,6 +460,6 @@ impl Dynamo {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("DeleteItem {table} {lock_id}: {}", sdk_error(&e)));
-        })
+        });
     }
 }

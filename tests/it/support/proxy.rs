@@ -11,14 +11,14 @@ use std::time::Duration;
 
 /// The request line and headers of one request.
 #[derive(Debug, Clone)]
-pub(crate) struct Head {
+pub struct Head {
     pub method: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
 }
 
 impl Head {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -26,7 +26,7 @@ impl Head {
     }
 
     /// A DynamoDB call (`x-amz-target: DynamoDB_20120810.<op>`).
-    pub(crate) fn dynamodb(&self, op: &str) -> bool {
+    pub fn dynamodb(&self, op: &str) -> bool {
         self.header("x-amz-target")
             .is_some_and(|t| t.ends_with(&format!(".{op}")))
     }
@@ -36,7 +36,7 @@ impl Head {
     }
 
     /// A GET or PUT of the object `key` itself (no sub-resource such as `?tagging`).
-    pub(crate) fn object(&self, method: &str, key: &str) -> bool {
+    pub fn object(&self, method: &str, key: &str) -> bool {
         let (path, query) = self.path_and_query();
         let plain = query.is_empty()
             || query
@@ -46,7 +46,7 @@ impl Head {
     }
 
     /// A ListObjectVersions call.
-    pub(crate) fn list_versions(&self) -> bool {
+    pub fn list_versions(&self) -> bool {
         let (_, query) = self.path_and_query();
         self.method == "GET"
             && query
@@ -54,14 +54,14 @@ impl Head {
                 .any(|p| p == "versions" || p.starts_with("versions="))
     }
 
-    pub(crate) fn is_dynamodb(&self) -> bool {
+    pub fn is_dynamodb(&self) -> bool {
         self.header("x-amz-target")
             .is_some_and(|t| t.starts_with("DynamoDB"))
     }
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// Answer this instead of forwarding (the request never reaches the server).
     Respond {
         status: u16,
@@ -75,7 +75,7 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
-    pub(crate) fn s3_error(status: u16, code: &str) -> Fault {
+    pub fn s3_error(status: u16, code: &str) -> Fault {
         Fault::Respond {
             status,
             content_type: "application/xml",
@@ -85,7 +85,7 @@ impl Fault {
         }
     }
 
-    pub(crate) fn dynamodb_error(status: u16, kind: &str) -> Fault {
+    pub fn dynamodb_error(status: u16, kind: &str) -> Fault {
         Fault::Respond {
             status,
             content_type: "application/x-amz-json-1.0",
@@ -98,7 +98,7 @@ impl Fault {
 
 type Matcher = Box<dyn Fn(&Head) -> bool + Send + Sync>;
 
-pub(crate) struct Rule {
+pub struct Rule {
     pub name: &'static str,
     matcher: Matcher,
     fault: Fault,
@@ -111,7 +111,7 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
-    pub(crate) fn new(
+    pub fn new(
         name: &'static str,
         matcher: impl Fn(&Head) -> bool + Send + Sync + 'static,
         fault: Fault,
@@ -127,12 +127,12 @@ impl Rule {
         }
     }
 
-    pub(crate) fn every(mut self, n: u32) -> Rule {
+    pub fn every(mut self, n: u32) -> Rule {
         self.every = n.max(1);
         self
     }
 
-    pub(crate) fn times(mut self, n: u32) -> Rule {
+    pub fn times(mut self, n: u32) -> Rule {
         self.times = Some(n);
         self
     }
@@ -144,7 +144,7 @@ struct Shared {
     stop: AtomicBool,
 }
 
-pub(crate) struct Proxy {
+pub struct Proxy {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     shared: Arc<Shared>,
@@ -152,7 +152,7 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     /// A proxy in front of `upstream` (`http://127.0.0.1:PORT`).
-    pub(crate) fn start(upstream: &str) -> Proxy {
+    pub fn start(upstream: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Shared {
@@ -176,12 +176,12 @@ impl Proxy {
         Proxy { endpoint, shared }
     }
 
-    pub(crate) fn add(&self, rule: Rule) {
+    pub fn add(&self, rule: Rule) {
         self.shared.rules.lock().unwrap().push(rule);
     }
 
     /// How many times the rule named `name` injected its fault.
-    pub(crate) fn hits(&self, name: &str) -> u32 {
+    pub fn hits(&self, name: &str) -> u32 {
         self.shared
             .rules
             .lock()

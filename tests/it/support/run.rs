@@ -50,12 +50,11 @@ impl Run {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let program = cmd.get_program().to_string_lossy().into_owned();
         let mut child = cmd.spawn().unwrap_or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                panic!(
-                    "`{program}` not found; the tests need terraform >= 1.5 on PATH \
-                     (scripts/test checks it) and the tfrollback binary built by cargo"
-                )
-            }
+            assert!(
+                e.kind() != std::io::ErrorKind::NotFound,
+                "`{program}` not found; the tests need terraform >= 1.5 on PATH \
+                 (scripts/test checks it) and the tfrollback binary built by cargo"
+            );
             panic!("cannot run `{what}`: {e}")
         });
         // Drain both pipes on their own threads so a chatty child never blocks.
@@ -100,12 +99,14 @@ impl Run {
     /// Panics (showing both streams) unless the exit code is `expected`.
     #[track_caller]
     pub fn code(self, expected: i32) -> Self {
-        if self.code != expected {
-            panic!(
-                "`{}` exited with {} (expected {expected})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                self.what, self.code, self.stdout, self.stderr
-            );
-        }
+        assert!(
+            self.code == expected,
+            "`{}` exited with {} (expected {expected})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 

@@ -201,7 +201,7 @@ impl Sandbox {
     fn root(&self) -> &Path {
         self.root
             .as_ref()
-            .map(|r| r.path())
+            .map(tempfile::TempDir::path)
             .expect("sandbox root is present until drop")
     }
 

@@ -15,7 +15,7 @@ pub const REGION: &str = "us-east-1";
 
 /// How long one terraform or tfrollback invocation may run before the lab kills it and fails
 /// the test (a hung lock wait must not hang CI). Override with `TFR_LAB_TIMEOUT_SECS`.
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// The local AWS endpoint shared by all tests of this binary.
 // `port`, `log()` and `server_rss_kib()` are there for debugging a test: no test calls them.
