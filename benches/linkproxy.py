@@ -19,14 +19,19 @@ This machine's kernel has no netem, so the link is emulated here, in user space:
   trips more (default 1: the TCP handshake a real link costs before a client may send).
   TLS (HTTPS to real S3 costs 1-2 more round trips per new connection) and TCP slow start are
   not emulated: figures through this proxy are optimistic for fresh connections.
-- HTTP keep-alive passes through untouched: bytes are forwarded as they are, and a
-  connection lasts as long as both ends keep it.
+- HTTP: the proxy frames the requests and responses it forwards (Content-Length, chunked,
+  HEAD, 1xx interim responses such as `100 Continue`). The client's connection over the link
+  stays open for as many requests as the client sends on it (keep-alive), as S3 keeps its
+  connections open. Behind the proxy, the upstream server may close its connection after
+  every response (moto's werkzeug server always sends `Connection: close`): the proxy then
+  opens a new upstream connection on loopback for the next request, at no link cost, and
+  drops that header from the response. Without this, every request over the emulated link
+  would pay a new connection's handshake, which S3 clients do not pay.
 
-Counting: the client->server stream of every connection is parsed (request line and headers;
-bodies skipped by Content-Length or chunked framing; path-style S3 requests assumed) to
-count requests by kind (`list`, `get_whole`, `get_ranged` for a GET with a Range header,
-`head`, `put`, `post`, `delete`, `other`). Bytes are counted in each direction when they are
-delivered: `bytes_up` (client to server) and `bytes_down` (server to client), headers included.
+Counting: every request is counted by kind (`list`, `get_whole`, `get_ranged` for a GET with
+a Range header, `head`, `put`, `post`, `delete`, `other`; path-style S3 requests assumed), and
+bytes in each direction when they are delivered across the link: `bytes_up` (client to
+server) and `bytes_down` (server to client), HTTP heads included.
 
 Usage:
   linkproxy.py --upstream 127.0.0.1:PORT --profile wan|region [--delay-ms MS] [--rate-mbit R]
@@ -46,9 +51,9 @@ stats never adds to the counts. Connect, send one line, read one JSON line back:
               for the requests counted (the most recent LOG_MAX)
 Before answering it waits (at most QUIESCE_S) until no bytes are in flight in the proxy, so a
 reader that asks after its client process has exited gets every byte that client exchanged.
-The answer also has `connections` (accepted since start), `open_connections`, `parse_errors`
-(connections whose requests could not be followed), `cpu_s` (the proxy's own CPU time) and
-the link's parameters.
+The answer also has `connections` (client connections accepted since start),
+`open_connections`, `parse_errors` (connections closed because a request or response could
+not be framed), `cpu_s` (the proxy's own CPU time) and the link's parameters.
 
 --self-test runs the proxy against an HTTP server of its own on loopback and checks the
 delay, the shared rate and the counts (about 10 seconds); it prints what it measured.
@@ -146,99 +151,137 @@ class Stats:
         return answer
 
 
-class RequestParser:
-    """Follows one connection's client->server bytes and reports each HTTP/1.x request.
+class BadMessage(Exception):
+    """A request or response the proxy cannot frame (it then closes the connection)."""
 
-    Request heads are buffered until their blank line; bodies are skipped without copying,
-    by Content-Length or by chunked framing (sizes, data, trailers). Anything it cannot
-    follow (a head over MAX_HEAD, a bad chunk size) ends parsing on that connection: the
-    bytes still pass, and `broken` is set for the counts.
-    """
 
-    def __init__(self, on_request):
-        self.on_request = on_request
+def parse_head(head):
+    """(start line split in three, headers with lower-case names) of an HTTP/1.x head."""
+    lines = head.decode("latin-1").split("\r\n")
+    start = lines[0].split(" ", 2)
+    if len(start) != 3:
+        raise BadMessage(f"bad start line {lines[0][:200]!r}")
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise BadMessage(f"bad header line {line[:200]!r}")
+        headers[name.strip().lower()] = value.strip()
+    return start, headers
+
+
+def without_connection_header(head):
+    """The response head without its Connection header: over the link the client's connection
+    stays open (HTTP/1.1's default), whatever the server does behind the proxy."""
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join(kept)
+
+
+class Pipe:
+    """A byte stream between two tasks of this process, with the writer interface Direction
+    uses (write, drain, write_eof) and the reads the HTTP framing needs. Its buffer is
+    bounded: drain() waits while it holds `limit` bytes or more."""
+
+    def __init__(self, limit=WINDOW):
         self.buf = bytearray()
-        self.state = "head"         # head | body | chunk_size | chunk_data | trailers
-        self.remaining = 0
-        self.broken = False
+        self.eof = False
+        self.limit = limit
+        self.readable = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
 
-    def feed(self, data):
-        if self.broken:
-            return
-        view, pos = memoryview(data), 0
-        # Every pass consumes bytes or returns, so this ends; the bound is only a guard.
-        for _ in range(len(self.buf) + len(data) + 2):
-            if self.state in ("body", "chunk_data"):
-                # Body bytes are skipped straight from the input: nothing is buffered here.
-                take = min(self.remaining, len(view) - pos)
-                pos += take
-                self.remaining -= take
-                if self.remaining:
-                    return
-                self.state = "head" if self.state == "body" else "chunk_size"
-                continue
-            self.buf += view[pos:]
-            view, pos = memoryview(b""), 0
-            if self.state == "head":
-                while self.buf.startswith(b"\r\n"):  # stray CRLFs between requests are allowed
-                    del self.buf[:2]
-                end, skip = self.buf.find(b"\r\n\r\n"), 4
-            else:  # chunk_size, trailers: one CRLF-terminated line at a time
-                end, skip = self.buf.find(b"\r\n"), 2
-            if end < 0:
-                if len(self.buf) > MAX_HEAD:
-                    self.broken = True
-                return
-            text = bytes(self.buf[:end])
-            # What follows the head or line goes back to the input, so a body after it is skipped.
-            view = memoryview(bytes(self.buf[end + skip:]))
-            self.buf.clear()
-            if not self._advance(text):
-                self.broken = True
-                return
-        self.broken = True
+    def write(self, data):
+        self.buf += data
+        self.readable.set()
+        if len(self.buf) >= self.limit:
+            self.writable.clear()
 
-    def _advance(self, text):
-        """Consumes one request head, chunk-size line or trailer line; False if malformed."""
-        if self.state == "head":
-            return self._head(text)
-        if self.state == "trailers":
-            if text == b"":
-                self.state = "head"
-            return True
+    async def drain(self):
+        await self.writable.wait()
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self.eof = True
+        self.readable.set()
+
+    async def _fill(self):
+        """Waits for more bytes (or EOF)."""
+        self.readable.clear()
+        await self.readable.wait()
+
+    def _take(self, count):
+        data = bytes(self.buf[:count])
+        del self.buf[:count]
+        if len(self.buf) < self.limit:
+            self.writable.set()
+        return data
+
+    async def read(self, limit):
+        """Up to `limit` bytes; b"" at EOF."""
+        while not self.buf and not self.eof:
+            await self._fill()
+        return self._take(limit)
+
+    async def read_until(self, separator, limit):
+        """Bytes up to and including `separator`; b"" at EOF before any byte; BadMessage if
+        `limit` bytes come without it or EOF cuts it short."""
+        while True:
+            end = self.buf.find(separator)
+            if end >= 0:
+                return self._take(end + len(separator))
+            if len(self.buf) > limit:
+                raise BadMessage(f"no {separator!r} in {limit} bytes")
+            if self.eof:
+                if self.buf:
+                    raise BadMessage("the stream ended inside a message")
+                return b""
+            await self._fill()
+
+
+async def read_exactly(reader, count, sink):
+    """Copies exactly `count` bytes from `reader` (a Pipe or StreamReader) to `sink(bytes)`."""
+    while count > 0:
+        data = await reader.read(min(count, CHUNK_MAX))
+        if not data:
+            raise BadMessage("the stream ended inside a body")
+        count -= len(data)
+        await sink(data)
+
+
+async def copy_chunked(reader, sink):
+    """Copies a chunked body verbatim (sizes, data, last chunk, trailers) to `sink(bytes)`."""
+    for _ in range(10_000_000):  # chunks: a bound only
+        line = await read_line(reader)
+        await sink(line)
         try:
-            size = int(text.split(b";", 1)[0].strip(), 16)
+            size = int(line.split(b";", 1)[0].strip(), 16)
         except ValueError:
-            return False
+            raise BadMessage(f"bad chunk size line {line[:100]!r}")
         if size == 0:
-            self.state = "trailers"
-        else:
-            self.state, self.remaining = "chunk_data", size + 2  # the data and its CRLF
-        return True
+            for _ in range(10_000):  # trailer lines, up to the empty one
+                line = await read_line(reader)
+                await sink(line)
+                if line == b"\r\n":
+                    return
+            raise BadMessage("too many trailers")
+        await read_exactly(reader, size + 2, sink)  # the data and its CRLF
+    raise BadMessage("too many chunks")
 
-    def _head(self, head):
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return False
-        method, target = parts[0], parts[1]
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                return False
-            headers[name.strip().lower()] = value.strip()
-        self.on_request(method, target, headers.get("range"))
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self.state = "chunk_size"
-        else:
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
-                return False
-            if length > 0:
-                self.state, self.remaining = "body", length
-        return True
+
+async def read_line(reader):
+    """One CRLF-terminated line from a Pipe or StreamReader."""
+    if isinstance(reader, Pipe):
+        line = await reader.read_until(b"\r\n", MAX_HEAD)
+    else:
+        line = await reader.readuntil(b"\r\n")
+    if not line:
+        raise BadMessage("the stream ended inside a chunked body")
+    return line
 
 
 # ------------------------------------------------------------------------------------------
@@ -320,7 +363,6 @@ class Direction:
         self.held = 0                  # bytes of this direction in flight
         self.room = asyncio.Event()
         self.room.set()
-        self.parser = RequestParser(proxy.stats.request) if up else None
 
     async def run(self):
         """Forwards until EOF has been delivered; raises if either side fails."""
@@ -335,11 +377,6 @@ class Direction:
         loop = asyncio.get_running_loop()
         while True:
             data = await self.src.read(self.link.chunk)
-            if self.parser and data:
-                was_broken = self.parser.broken
-                self.parser.feed(data)
-                if self.parser.broken and not was_broken:
-                    self.proxy.stats.parse_errors += 1
             # EOF travels the link too (as an empty chunk, after the data before it).
             arrive = await self.link.send(len(data)) if data else loop.time() + self.link.delay_s
             self.held += len(data)
@@ -410,28 +447,121 @@ class Proxy:
                 "burst_s": BURST_S, "window_bytes": WINDOW}
 
     async def _connection(self, client_reader, client_writer):
+        """One client connection: its two directions over the link, and between them the
+        exchange of its requests with the upstream server."""
         loop = asyncio.get_running_loop()
         accepted = loop.time()
         self.stats.connections += 1
         self.stats.open_connections += 1
-        upstream_writer = None
+        requests, responses = Pipe(), Pipe()
+        # The client may send at once on loopback; over a real link its first bytes leave only
+        # after the handshake's round trip(s), and then take the one-way delay.
+        first = accepted + self.connect_rtts * 2 * self.delay_s + self.delay_s
+        up = Direction(self, self.up_link, client_reader, requests, True, first)
+        down = Direction(self, self.down_link, responses, client_writer, False)
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
-            # The client may send at once on loopback; over a real link its first bytes leave
-            # only after the handshake's round trip(s) and then take the one-way delay.
-            first = accepted + self.connect_rtts * 2 * self.delay_s + self.delay_s
-            up = Direction(self, self.up_link, client_reader, upstream_writer, True, first)
-            down = Direction(self, self.down_link, upstream_reader, client_writer, False)
-            # Both directions end at EOF (half-close passes through); an error in either
-            # (a reset, a broken pipe) ends the connection.
-            await first_error([self.spawn(up.run()), self.spawn(down.run())])
-        except (OSError, asyncio.IncompleteReadError):
+            # Each direction ends at EOF (half-close passes through); an error anywhere (a
+            # reset, a broken pipe, a message that cannot be framed) ends the connection.
+            await first_error([self.spawn(up.run()), self.spawn(down.run()),
+                               self.spawn(self._exchange(requests, responses))])
+        except BadMessage as error:
+            self.stats.parse_errors += 1
+            print(f"linkproxy: connection closed: {error}", file=sys.stderr, flush=True)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
             self.stats.open_connections -= 1
-            for writer in (client_writer, upstream_writer):
-                if writer is not None:
+            client_writer.close()
+
+    async def _exchange(self, requests, responses):
+        """Forwards the requests that came over the link to the upstream server one at a time,
+        and each response back into `responses`, which goes down the link.
+
+        The server behind the proxy may close its connection after every response (moto's
+        werkzeug server does: `Connection: close`); real S3 keeps connections open. So the
+        client's connection over the link is kept open, and a new upstream connection (on
+        loopback, no link cost) is opened whenever the last one was closed."""
+        upstream = None
+        try:
+            for _ in range(1_000_000):  # requests on one connection: a bound only
+                head = await requests.read_until(b"\r\n\r\n", MAX_HEAD)
+                if not head:
+                    break  # the client closed its connection between requests
+                (method, target, _), headers = parse_head(head.lstrip(b"\r\n"))
+                self.stats.request(method, target, headers.get("range"))
+                if upstream is None:
+                    upstream = await asyncio.open_connection(*self.upstream)
+                reader, writer = upstream
+                writer.write(head)
+                # The body goes up while the response is read: a client that sent
+                # `Expect: 100-continue` waits for the interim response before its body.
+                body = self.spawn(self._request_body(requests, writer, headers))
+                try:
+                    keep, closes_client = await self._response(reader, responses, method)
+                    await body
+                finally:
+                    body.cancel()
+                if not keep:
                     writer.close()
+                    upstream = None
+                if closes_client:
+                    break
+        finally:
+            if upstream is not None:
+                upstream[1].close()
+            responses.write_eof()
+
+    async def _request_body(self, requests, writer, headers):
+        async def sink(data):
+            writer.write(data)
+            await writer.drain()
+
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            await copy_chunked(requests, sink)
+        else:
+            try:
+                length = int(headers.get("content-length", "0"))
+            except ValueError:
+                raise BadMessage(f"bad Content-Length {headers.get('content-length')!r}")
+            await read_exactly(requests, length, sink)
+
+    async def _response(self, reader, responses, method):
+        """Relays one response (after any 1xx interim ones) from `reader` into `responses`.
+        Returns (the upstream connection may serve another request, the client's connection
+        must close: the response's body ran to the server's EOF)."""
+        async def sink(data):
+            responses.write(data)
+            await responses.drain()
+
+        for _ in range(100):  # interim (1xx) responses before the final one: a bound only
+            head = await reader.readuntil(b"\r\n\r\n")
+            (_, status, _), headers = parse_head(head)
+            code = int(status) if status.isdigit() else 0
+            if 100 <= code < 200:
+                await sink(head)
+                continue
+            server_closes = "close" in headers.get("connection", "").lower()
+            if method == "HEAD" or code in (204, 304):
+                await sink(without_connection_header(head))
+                return not server_closes, False
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                await sink(without_connection_header(head))
+                await copy_chunked(reader, sink)
+                return not server_closes, False
+            if "content-length" in headers:
+                await sink(without_connection_header(head))
+                await read_exactly(reader, int(headers["content-length"]), sink)
+                return not server_closes, False
+            # No framing: the body runs to the server's EOF, and the client learns where it
+            # ends only when its connection closes too.
+            await sink(head)
+            for _ in range(10_000_000):
+                data = await reader.read(CHUNK_MAX)
+                if not data:
+                    break
+                await sink(data)
+            return False, True
+        raise BadMessage("too many interim responses")
 
     async def _control(self, reader, writer):
         try:
@@ -522,20 +652,25 @@ async def serve(args):
 # ------------------------------------------------------------------------------------------
 
 class Origin:
-    """A small HTTP/1.1 keep-alive server for the self-test. GET /size/N answers N bytes
-    (a Range `bytes=A-B` gets 206 and that slice); PUT reads the body (Content-Length or
-    chunked) and answers 200; HEAD answers the headers only. Counts the bytes it reads and
-    writes, to check the proxy's counts against."""
+    """A small HTTP/1.1 server for the self-test. GET /size/N answers N bytes (a Range
+    `bytes=A-B` gets 206 and that slice); GET /chunked/N answers N bytes in chunked encoding;
+    PUT reads the body (Content-Length or chunked; `Expect: 100-continue` gets its interim
+    response first) and answers 200; HEAD answers the headers only. With `close_each`, it
+    closes every connection after one response, as moto's werkzeug server does. Counts the
+    bytes it reads and writes and the connections it accepts, to check the proxy against."""
 
-    def __init__(self):
+    def __init__(self, close_each):
+        self.close_each = close_each
         self.bytes_in = 0
         self.bytes_out = 0
+        self.connections = 0
 
     async def start(self):
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader, writer):
+        self.connections += 1
         try:
             for _ in range(10_000):  # requests per connection: a bound, never reached here
                 try:
@@ -543,10 +678,11 @@ class Origin:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
                 self.bytes_in += len(head)
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ")
-                headers = {k.strip().lower(): v.strip() for k, _, v in
-                           (line.partition(":") for line in lines[1:] if line)}
+                (method, target, _), headers = parse_head(head)
+                if headers.get("expect", "").lower() == "100-continue":
+                    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+                    writer.write(interim)
+                    self.bytes_out += len(interim)
                 if "chunked" in headers.get("transfer-encoding", ""):
                     for _ in range(100_000):
                         size_line = await reader.readuntil(b"\r\n")
@@ -557,10 +693,8 @@ class Origin:
                             break
                         self.bytes_in += len(await reader.readexactly(size + 2))
                 else:
-                    length = int(headers.get("content-length", "0"))
-                    self.bytes_in += len(await reader.readexactly(length))
-                body = b""
-                status = "200 OK"
+                    self.bytes_in += len(await reader.readexactly(int(headers.get("content-length", "0"))))
+                status, body, framing = "200 OK", b"", None
                 if target.startswith("/size/"):
                     body = b"x" * int(target.split("/")[2].split("?")[0])
                     wanted = headers.get("range", "")
@@ -568,12 +702,24 @@ class Origin:
                         first, _, last = wanted[6:].partition("-")
                         body = body[int(first):int(last) + 1]
                         status = "206 Partial Content"
-                answer = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                elif target.startswith("/chunked/"):
+                    body = b"c" * int(target.split("/")[2])
+                    framing = b"Transfer-Encoding: chunked\r\n"
+                if framing is None:
+                    framing = f"Content-Length: {len(body)}\r\n".encode()
+                else:  # two chunks and the last one
+                    half = len(body) // 2
+                    body = (f"{half:x}\r\n".encode() + body[:half] + f"\r\n{len(body) - half:x}\r\n".encode()
+                            + body[half:] + b"\r\n0\r\n\r\n")
+                close = b"Connection: close\r\n" if self.close_each else b""
+                answer = f"HTTP/1.1 {status}\r\n".encode() + framing + close + b"\r\n"
                 if method != "HEAD":
                     answer += body
                 writer.write(answer)
                 await writer.drain()
                 self.bytes_out += len(answer)
+                if self.close_each:
+                    break
         finally:
             writer.close()
 
@@ -585,44 +731,85 @@ class Client:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray(1 << 20)
+        self.pending = bytearray()
 
-    def raw(self, data, method="GET"):
+    def raw(self, data, method="GET", body_after_continue=None):
         """Sends one request, reads its response; returns (seconds, body bytes received).
-        Sets `head_at`, when the response's first bytes came (perf_counter).
+        Sets `head_at`, when the response's first bytes came (perf_counter). With
+        body_after_continue, sends those bytes once a `100 Continue` has come.
 
         The body is counted, not kept, so that a big one costs this process little CPU."""
         started = time.perf_counter()
         self.sock.sendall(data)
-        head = self._recv()
-        self.head_at = time.perf_counter()
-        for _ in range(10_000):
-            end = head.find(b"\r\n\r\n")
-            if end >= 0:
+        self.head_at = None
+        for _ in range(10):  # interim responses, then the final one
+            head = self._head()
+            if not head.split(b" ", 2)[1].startswith(b"1"):
                 break
-            head += self._recv()
+            if body_after_continue is not None:
+                self.sock.sendall(body_after_continue)
         else:
-            raise ConnectionError("no response head")
-        length = 0 if method == "HEAD" else int(
-            head[:end].lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        received = len(head) - end - 4
-        for _ in range(length + 1):
-            if received >= length:
-                break
-            count = self.sock.recv_into(self.buf)
-            if not count:
-                raise ConnectionError("the server closed the connection")
-            received += count
-        return time.perf_counter() - started, received
+            raise ConnectionError("no final response")
+        if method == "HEAD":
+            return time.perf_counter() - started, 0
+        lowered = head.lower()
+        if b"transfer-encoding: chunked" in lowered:
+            received = 0
+            for _ in range(1_000_000):
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    self._line()
+                    break
+                received += self._count(size)
+                self._line()
+            return time.perf_counter() - started, received
+        length = int(lowered.split(b"content-length:")[1].split(b"\r\n")[0])
+        return time.perf_counter() - started, self._count(length)
 
     def get(self, path, range_header=None):
         extra = f"Range: {range_header}\r\n" if range_header else ""
         return self.raw(f"GET {path} HTTP/1.1\r\nHost: origin\r\n{extra}\r\n".encode())
 
-    def _recv(self):
+    def _fill(self):
         data = self.sock.recv(65536)
         if not data:
             raise ConnectionError("the server closed the connection")
-        return data
+        if self.head_at is None:
+            self.head_at = time.perf_counter()
+        self.pending += data
+
+    def _head(self):
+        for _ in range(10_000):
+            end = self.pending.find(b"\r\n\r\n")
+            if end >= 0:
+                head = bytes(self.pending[:end])
+                del self.pending[:end + 4]
+                return head
+            self._fill()
+        raise ConnectionError("no response head")
+
+    def _line(self):
+        for _ in range(10_000):
+            end = self.pending.find(b"\r\n")
+            if end >= 0:
+                line = bytes(self.pending[:end])
+                del self.pending[:end + 2]
+                return line
+            self._fill()
+        raise ConnectionError("no line")
+
+    def _count(self, length):
+        """Reads and counts `length` body bytes without keeping them."""
+        received = min(length, len(self.pending))
+        del self.pending[:received]
+        for _ in range(length + 1):
+            if received >= length:
+                break
+            count = self.sock.recv_into(self.buf, min(len(self.buf), length - received))
+            if not count:
+                raise ConnectionError("the server closed the connection")
+            received += count
+        return received
 
     def close(self):
         self.sock.close()
@@ -641,9 +828,9 @@ def control(port, command):
     return json.loads(data)
 
 
-def start_origin():
+def start_origin(close_each):
     """An Origin on its own event loop in a daemon thread; returns it (with .port)."""
-    origin = Origin()
+    origin = Origin(close_each)
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
@@ -672,11 +859,22 @@ def start_proxy(upstream_port, profile):
     return proc, int(words[1]), int(words[2])
 
 
+def stop_proxy(proc):
+    """Closes the proxy's stdin; its exit status (or a note that it had to be killed)."""
+    proc.stdin.close()
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "none (killed)"
+
+
 def self_test():
-    """Checks delay, rate, counts and exit-on-EOF against a local origin; prints what it
-    measured; returns 0 if every check passes."""
+    """Checks delay, rate, keep-alive, counts and exit-on-EOF against local origins; prints
+    what it measured; returns 0 if every check passes."""
     signal.alarm(180)  # a bound on the whole self-test, whatever hangs
-    origin = start_origin()
+    # Closing after every response, as moto does: what the benchmark runs against.
+    origin = start_origin(close_each=True)
     results = []
 
     def check(name, ok, detail):
@@ -690,6 +888,15 @@ def self_test():
         times = [client.get("/size/100")[0] for _ in range(count)]
         client.close()
         return first, statistics.median(times)
+
+    def direct_round_trip(port, count=20):
+        """Median time of a request on a new connection each (the origin closes them)."""
+        times = []
+        for _ in range(count):
+            client = Client(port)
+            times.append(client.get("/size/100")[0])
+            client.close()
+        return statistics.median(times)
 
     def transfer(port, size, connections):
         """`connections` clients GET `size` bytes each at once; returns (seconds from the
@@ -724,9 +931,9 @@ def self_test():
         client.close()
         return elapsed
 
-    _, direct = round_trips(origin.port)
+    direct = direct_round_trip(origin.port)
     big = int(PROFILES["region"]["rate_mbit"] * 1e6 / 8 * 0.8)
-    elapsed, _ = transfer(origin.port, big, 1)
+    elapsed, _ = transfer(start_origin(close_each=False).port, big, 1)
     print(f"     direct, no proxy: a request takes {direct * 1000:.2f} ms; {big / 1e6:.0f} MB in "
           f"{elapsed * 1000:.0f} ms from the first byte ({big * 8 / elapsed / 1e6:.0f} Mbit/s)", flush=True)
     for name, profile in PROFILES.items():
@@ -734,11 +941,15 @@ def self_test():
         try:
             rtt = 2 * profile["delay_ms"] / 1000
             rate_mbit = profile["rate_mbit"]
+            control(control_port, "reset")
+            connections0 = control(control_port, "stats")["connections"]
             first, through = round_trips(port)
             added = through - direct
-            check(f"{name} round trip", rtt <= added <= rtt + 0.015,
+            connections = control(control_port, "stats")["connections"] - connections0
+            check(f"{name} round trip", rtt <= added <= rtt + 0.015 and connections == 1,
                   f"{through * 1000:.1f} ms through the proxy, {direct * 1000:.2f} ms direct: "
-                  f"+{added * 1000:.1f} ms (link round trip {rtt * 1000:.0f} ms)")
+                  f"+{added * 1000:.1f} ms (link round trip {rtt * 1000:.0f} ms); 21 requests on "
+                  f"{connections} client connection(s) though the origin closes after each")
             check(f"{name} new connection", first >= 2 * rtt,
                   f"first request on a new connection {first * 1000:.1f} ms (>= handshake + request "
                   f"= {2 * rtt * 1000:.0f} ms)")
@@ -768,13 +979,20 @@ def self_test():
             if name == "wan":
                 count_checks(check, origin, port, control_port)
         finally:
-            proc.stdin.close()
-            try:
-                code = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = "none (killed)"
+            code = stop_proxy(proc)
         check(f"{name} exits at stdin EOF", code == 0, f"exit status {code}")
+
+    # An origin that keeps its connections open: the proxy reuses its upstream connection.
+    keeping = start_origin(close_each=False)
+    proc, port, _ = start_proxy(keeping.port, "region")
+    try:
+        client = Client(port)
+        sizes = [client.get(f"/size/{n}")[1] for n in (10, 20, 30)]
+        client.close()
+    finally:
+        stop_proxy(proc)
+    check("keep-alive origin", sizes == [10, 20, 30] and keeping.connections == 1,
+          f"3 requests, bodies {sizes}, on {keeping.connections} upstream connection(s)")
     print(f"self-test: {results.count(True)}/{len(results)} checks passed", flush=True)
     return 0 if all(results) else 1
 
@@ -787,31 +1005,38 @@ def count_checks(check, origin, port, control_port):
     for _ in range(3):
         client.get("/bucket/key?versionId=v1")
     client.get("/bucket/key", "bytes=0-65535")
-    client.get("/size/200000", "bytes=0-65535")
+    ranged = client.get("/size/200000", "bytes=0-65535")[1]
     client.get("/bucket?versions&prefix=key")
+    chunked = client.get("/chunked/1001")[1]
     client.raw(b"HEAD /bucket/key HTTP/1.1\r\nHost: origin\r\n\r\n", method="HEAD")
     client.raw(b"PUT /bucket/key HTTP/1.1\r\nHost: origin\r\nContent-Length: 5\r\n\r\nhello")
     # A chunked body that contains what looks like a request: it must not be counted.
     body = b"GET /not/a/request HTTP/1.1\r\n\r\n"
     client.raw(b"PUT /bucket/chunked HTTP/1.1\r\nHost: origin\r\nTransfer-Encoding: chunked\r\n\r\n"
                + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    client.raw(b"PUT /bucket/expect HTTP/1.1\r\nHost: origin\r\nContent-Length: 4\r\n"
+               b"Expect: 100-continue\r\n\r\n", body_after_continue=b"body")
     client.close()
     second = Client(port)
     second.get("/bucket/key?versionId=v2")
     second.close()
     got = control(control_port, "stats log")
-    want = {"get_ranged": 2, "get_whole": 4, "head": 1, "list": 1, "put": 2}
-    check("request counts", got["requests"] == 10 and got["by_kind"] == want and got["parse_errors"] == 0,
-          f"{got['requests']} requests {got['by_kind']} (expected 10 {want}), "
-          f"{got['parse_errors']} parse errors")
+    want = {"get_ranged": 2, "get_whole": 5, "head": 1, "list": 1, "put": 3}
+    check("request counts", got["requests"] == 12 and got["by_kind"] == want and got["parse_errors"] == 0
+          and (ranged, chunked) == (65536, 1001),
+          f"{got['requests']} requests {got['by_kind']} (expected 12 {want}), {got['parse_errors']} parse "
+          f"errors; a ranged body of {ranged} B, a chunked one of {chunked} B")
     ranges = [entry[2] for entry in got["log"] if entry[2]]
     check("ranges logged", ranges == ["bytes=0-65535"] * 2, f"Range headers in the log: {ranges}")
-    check("byte counts", (got["bytes_up"], got["bytes_down"]) == (origin.bytes_in - in0, origin.bytes_out - out0),
-          f"up {got['bytes_up']:,} B, down {got['bytes_down']:,} B; the origin read "
-          f"{origin.bytes_in - in0:,} B and wrote {origin.bytes_out - out0:,} B")
+    # Down, the proxy drops each response's `Connection: close` (19 bytes) and keeps the
+    # client's connection open.
+    dropped = len(b"Connection: close\r\n") * 12
+    check("byte counts", (got["bytes_up"], got["bytes_down"]) == (origin.bytes_in - in0, origin.bytes_out - out0 - dropped),
+          f"up {got['bytes_up']:,} B, down {got['bytes_down']:,} B; the origin read {origin.bytes_in - in0:,} B "
+          f"and wrote {origin.bytes_out - out0:,} B, of which {dropped} B of `Connection: close` headers")
     again = control(control_port, "reset")
     after = control(control_port, "stats")
-    check("reset", again["requests"] == 10 and after["requests"] == 0 and after["bytes_down"] == 0,
+    check("reset", again["requests"] == 12 and after["requests"] == 0 and after["bytes_down"] == 0,
           f"reset answered {again['requests']} requests, then stats {after['requests']}")
 
 
