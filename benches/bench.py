@@ -453,6 +453,14 @@ class Bench:
     # -- set-up --------------------------------------------------------------------------
 
     def build(self):
+        if self.args.binary:
+            self.bin = Path(self.args.binary).resolve()
+            if not (self.bin.is_file() and os.access(self.bin, os.X_OK)):
+                raise BenchError(f"--binary {self.args.binary}: not an executable file")
+            log("not building (--binary): using the binary given")
+            self.meta["build_s"] = None
+            self.meta["binary"] = "given with --binary"
+            return
         if self.args.no_build:
             log("not building (--no-build): using the binary the last `cargo build --release` left")
             self.meta["build_s"] = None
@@ -945,7 +953,8 @@ def markdown(meta, facts, figs, tgts, phases):
             "```", "",
             "Options: `--runs N` timed runs per figure (default 7, B1 5; quick 3); `--keep` keeps the temporary "
             "work directory (server logs, the terraform stacks); `--no-build` (iteration only) skips the "
-            "build and uses the last release binary.", "",
+            "build and uses the last release binary; `--binary PATH` (iteration only) skips the build and "
+            "measures the binary given.", "",
             "One command: it installs what is missing (moto and boto3, the aws CLI with pip; jq and GNU time with "
             "apt-get), "
             "builds tfrollback with `cargo build --release`, starts its own local S3 server "
@@ -956,7 +965,8 @@ def markdown(meta, facts, figs, tgts, phases):
             "## Machine and versions", "",
             f"- Date: {meta['date_utc']}; {meta['benchmark_s']:.0f} s for the whole run, "
             + (f"of which {meta['build_s']:.0f} s of `cargo build --release`" if meta["build_s"] is not None
-               else "**build skipped (--no-build): the binary may not match the working tree**"),
+               else "**build skipped (--binary): a binary given, maybe not a release build of this tree**"
+               if meta.get("binary") else "**build skipped (--no-build): the binary may not match the working tree**"),
             f"- {meta['cores']} cores ({meta['cpu']}), {meta['memory_gib']} GiB, {meta['os']}",
             f"- {meta['tfrollback']} (git {meta['git_commit']}"
             + (", with uncommitted changes to src/" if meta["git_src_dirty"] else "") + f"), {meta['rustc']}",
@@ -1081,6 +1091,8 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     parser.add_argument("--no-build", action="store_true",
                         help="for iteration: skip `cargo build --release` and use the last release binary")
+    parser.add_argument("--binary", metavar="PATH",
+                        help="for iteration: skip the build and benchmark this tfrollback binary")
     args = parser.parse_args()
 
     lock_dir = REPO / "target"
