@@ -12,7 +12,7 @@ This machine's kernel has no netem, so the link is emulated here, in user space:
 - Rate: all connections' bytes go through ONE serializer per direction (a token bucket
   BURST_S deep): a chunk occupies the link for len/rate seconds, connections take turns chunk
   by chunk (round robin), and its delay starts when it has been serialized. Chunks are sized
-  to ~2 ms of link time (64 KiB at 200 Mbit/s, 256 KiB at 1 Gbit/s).
+  to ~2 ms of link time (50 kB at 200 Mbit/s, 250 kB at 1 Gbit/s).
 - Cost: the proxy is Python on the same cores as the client and the server; each hop adds
   a fraction of a millisecond beyond the emulated delay (the self-test prints it).
 - Connection set-up: the first bytes of a new connection are held for --connect-rtts round
