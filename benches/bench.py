@@ -3,7 +3,8 @@
 
 Builds tfrollback in release mode, starts its own local S3 server (moto, with --lean-listing),
 has terraform write a real base state, derives the workload from it, and times tfrollback
-against its baselines in the same run. Each figure is the median of several runs (with min and
+against its baselines in the same run: on loopback, then through an emulated network link
+(benches/linkproxy.py, one proxy per profile) that also counts each run's requests and bytes. Each figure is the median of several runs (with min and
 max) of a fresh process: wall time from spawn to reap, CPU time from the rusage wait4(2)
 returns for it and its descendants, peak RSS from GNU time (/usr/bin/time). The server is restarted
 between phases and its RSS recorded per phase (VmRSS/VmHWM from /proc/PID/status).
@@ -40,12 +41,13 @@ MIB = 1024 * 1024
 FULL = {
     "runs": 7,            # timed runs per figure (after one untimed check run)
     "b1_runs": 5,         # B1 is slow: fewer runs
+    "link_runs": 5,       # through the link emulator: a wan run of list cold or B2 takes ~12 s
     "versions": 300,      # versions of the ~1 MB state
     "big_resources": 45_000,
     "big_versions": 20,   # versions of the ~30 MB state for list's peak RSS
     "b1_sample": 30,      # versions B1 reads when the full listing would take too long
 }
-QUICK = {"runs": 3, "b1_runs": 3, "versions": 60, "big_resources": 45_000, "big_versions": 4,
+QUICK = {"runs": 3, "b1_runs": 3, "link_runs": 3, "versions": 60, "big_resources": 45_000, "big_versions": 4,
          "b1_sample": 10, "b1_full_run_limit_s": 0}
 # B1 reads every version when one run is projected to take at most this long; beyond it,
 # B1 reads the newest b1_sample versions and its time is extrapolated linearly.
@@ -63,6 +65,18 @@ RSS_GROWTH_MAX = 1.25
 DIFF_VS_PYTHON = 3.0
 DIFF_RSS_FACTOR = 2.0
 TO_SLACK_S = 1.0
+# Over the emulated `wan` link (issue text).
+LINK_TARGET_PROFILE = "wan"
+LINK_COLD_VS_FLOOR = 2.0
+LINK_COLD_VS_B2 = 10.0
+LINK_LIMIT20_MAX_S = 0.5
+LINK_WARM_REQUESTS = 1
+
+# The link phase: profiles of benches/linkproxy.py, and the bare requests measured through it.
+LINK_PROFILES = ("wan", "region")
+HEAD_BYTES = 64 * 1024    # the floor reads this much of each version (a ranged GET)
+FLOOR_THREADS = 64
+SEQ_GETS = 20             # sequential ranged GETs that show the per-request service time
 
 STARTED = time.monotonic()
 
@@ -263,6 +277,75 @@ class Server:
         return summary
 
 
+class LinkProxy:
+    """benches/linkproxy.py with one of its profiles, in front of a Server.
+
+    Like the server, it exits when its stdin reaches EOF. Its counts are read over its
+    control port, which adds nothing to them."""
+
+    def __init__(self, work, profile, server):
+        self.profile = profile
+        self.log_path = work / f"linkproxy-{profile}.log"
+        log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCHES / "linkproxy.py"), "--upstream", f"127.0.0.1:{server.port}",
+             "--profile", profile],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
+        )
+        log_file.close()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        words = self.proc.stdout.readline().split() if ready else []
+        if len(words) != 3 or words[0] != b"ready":
+            self.stop()
+            raise BenchError(f"the link emulator ({profile}) did not start; its log:\n"
+                             f"{self.log_path.read_text()[-4000:]}")
+        self.port, self.control_port = int(words[1]), int(words[2])
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.parameters = self.command("stats")["link"]
+
+    def command(self, line):
+        """One control command (`stats`, `reset`); the proxy's JSON answer."""
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=30) as sock:
+            sock.sendall(line.encode() + b"\n")
+            data = b""
+            for _ in range(10_000):
+                part = sock.recv(65536)
+                if not part:
+                    break
+                data += part
+        return json.loads(data)
+
+    def measure(self, run_once):
+        """Calls run_once() (which returns a Run) between a reset and a read of the counts,
+        and puts the counts in the Run's extra["link"]."""
+        before = self.command("reset")
+        run = run_once()
+        after = self.command("stats")
+        if after["parse_errors"]:
+            raise BenchError(f"the link emulator could not follow the requests of a connection "
+                             f"({after['parse_errors']} parse errors): its counts would be wrong")
+        run.extra["link"] = {
+            "requests": after["requests"],
+            "by_kind": after["by_kind"],
+            "bytes_down": after["bytes_down"],
+            "bytes_up": after["bytes_up"],
+            "connections": after["connections"] - before["connections"],
+            "proxy_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+        }
+        return run
+
+    def stop(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -357,6 +440,7 @@ class Figure:
         self.runs = []
         self.scale = 1.0            # B1 sampled: extrapolation factor applied in `wall`
         self.offset_s = 0.0
+        self.link_profile = None    # measured through the link emulator with this profile
 
     def add(self, run):
         self.runs.append(run)
@@ -376,6 +460,16 @@ class Figure:
     def cpu(self):
         return statistics.median([r.user_s + r.sys_s for r in self.runs])
 
+    def link_stat(self, name):
+        """Median/min/max of a count the link emulator took (requests, bytes_down, ...)."""
+        values = [r.extra["link"][name] for r in self.runs]
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    def link_kinds(self):
+        """Median requests per kind (list, get_whole, get_ranged, ...) over the runs."""
+        kinds = sorted({k for r in self.runs for k in r.extra["link"]["by_kind"]})
+        return {k: statistics.median([r.extra["link"]["by_kind"].get(k, 0) for r in self.runs]) for k in kinds}
+
     def as_dict(self):
         d = {
             "id": self.id, "label": self.label, "tool": self.tool, "command": self.command,
@@ -383,6 +477,11 @@ class Figure:
             "cpu_s_median": self.cpu(), "server_cpu_s_median": statistics.median(self.values("server_cpu_s")),
             "runs": [r.as_dict() for r in self.runs],
         }
+        if self.runs and "link" in self.runs[0].extra:
+            d["link"] = {"profile": self.link_profile, "requests": self.link_stat("requests"),
+                         "requests_by_kind_median": self.link_kinds(),
+                         "bytes_down": self.link_stat("bytes_down"), "bytes_up": self.link_stat("bytes_up"),
+                         "proxy_cpu_s_median": self.link_stat("proxy_cpu_s")["median"]}
         if self.scale != 1.0:
             d["extrapolation"] = {"factor": self.scale, "fixed_s": self.offset_s,
                                   "measured_wall_s": self.stat("wall_s")}
@@ -421,6 +520,8 @@ class Bench:
         if args.runs:
             self.cfg["runs"] = args.runs
             self.cfg["b1_runs"] = min(args.runs, self.cfg["b1_runs"])
+            self.cfg["link_runs"] = min(args.runs, self.cfg["link_runs"])
+        self.links = args.link
         self.work = Path(tempfile.mkdtemp(prefix="tfr-bench-"))
         (self.work / "terraformrc").write_text("disable_checkpoint = true\n")
         (self.work / "aws-config").write_text("")
@@ -429,6 +530,8 @@ class Bench:
         self.empty.mkdir()
         self.figures = {}
         self.servers = []
+        self.proxies = []
+        self.link_parameters = {}
         self.facts = {}
         self.meta = {}
         self._caches = 0
@@ -453,6 +556,14 @@ class Bench:
     # -- set-up --------------------------------------------------------------------------
 
     def build(self):
+        if self.args.binary:
+            self.bin = Path(self.args.binary).resolve()
+            if not (self.bin.is_file() and os.access(self.bin, os.X_OK)):
+                raise BenchError(f"--binary {self.args.binary}: not an executable file")
+            log("not building (--binary): using the binary given")
+            self.meta["build_s"] = None
+            self.meta["binary"] = "given with --binary"
+            return
         if self.args.no_build:
             log("not building (--no-build): using the binary the last `cargo build --release` left")
             self.meta["build_s"] = None
@@ -553,6 +664,19 @@ class Bench:
         self.facts["base_serial"] = doc["serial"]
         log(f"base state: {len(body):,} bytes, serial {doc['serial']}, lineage {doc['lineage']}")
 
+    def upload_list_versions(self, s3, bucket, key, n):
+        """Uploads n deploy versions of the ~1 MB state; returns (expected listing: [(version_id,
+        serial, active_slot)] newest first, body sizes oldest first)."""
+        text = workload.resources_text(self.base_resources)
+        serial0 = self.base_doc["serial"]
+        docs = [workload.deploy(self.base_doc, serial0 + i, i) for i in range(1, n + 1)]
+        bodies = [workload.render(d, text) for d in docs]
+        log(f"uploading {n} versions of a {len(bodies[-1]):,}-byte state")
+        ids = upload(s3, bucket, key, bodies)
+        expected = [(vid, d["serial"], d["outputs"]["active_slot"]["value"])
+                    for vid, d in zip(reversed(ids), reversed(docs))]
+        return expected, [len(b) for b in bodies]
+
     # -- phase 1: list over N versions of a ~1 MB state ----------------------------------
 
     def phase_list(self):
@@ -562,19 +686,11 @@ class Bench:
         self.servers.append(server)
         try:
             s3 = create_bucket(server.endpoint, bucket)
-            text = workload.resources_text(self.base_resources)
-            serial0 = self.base_doc["serial"]
-            docs = [workload.deploy(self.base_doc, serial0 + i, i) for i in range(1, n + 1)]
-            bodies = [workload.render(d, text) for d in docs]
-            log(f"uploading {n} versions of a {len(bodies[-1]):,}-byte state")
-            ids = upload(s3, bucket, key, bodies)
+            expected, sizes = self.upload_list_versions(s3, bucket, key, n)
             self.facts["list_versions"] = n
-            self.facts["list_state_bytes"] = len(bodies[-1])
-            self.facts["list_total_bytes"] = sum(map(len, bodies))
-            del bodies
+            self.facts["list_state_bytes"] = sizes[-1]
+            self.facts["list_total_bytes"] = sum(sizes)
             server.mark("after set-up")
-            expected = [(vid, d["serial"], d["outputs"]["active_slot"]["value"])
-                        for vid, d in zip(reversed(ids), reversed(docs))]
             env = child_env(self.work, server.endpoint)
             tfr = lambda *c: self.tfr(server.endpoint, bucket, key, *c)
 
@@ -797,9 +913,129 @@ class Bench:
                 tf(*green)
                 direct.add(timed(base_argv, env=env, server=server)[0])
                 tf(*green)
+            server.mark("after direct runs")
+            if LINK_TARGET_PROFILE in self.links:
+                self.to_over_link(server, to_argv, base_argv, lambda: tf(*green), self.cfg["link_runs"])
             server.mark("end")
         finally:
             self.phases.append(server.stop())
+
+    # -- phase 4: list and its baselines over an emulated link ---------------------------
+
+    def phase_link(self):
+        """list, B2 and the bare requests through benches/linkproxy.py, once per profile, against
+        one server holding the list workload. Every run's requests and bytes come from the proxy."""
+        n, runs = self.cfg["versions"], self.cfg["link_runs"]
+        bucket, key = "bench-link", "app/terraform.tfstate"
+        server = Server(self.work, "link-1mb")
+        self.servers.append(server)
+        try:
+            s3 = create_bucket(server.endpoint, bucket)
+            expected, _ = self.upload_list_versions(s3, bucket, key, n)
+            server.mark("after set-up")
+            floor_py = [sys.executable, str(BENCHES / "s3_floor.py"), "--range-bytes", str(HEAD_BYTES)]
+            floor_argv = floor_py + [bucket, key, str(FLOOR_THREADS)]
+            seq_argv = floor_py + ["--count", str(SEQ_GETS), bucket, key, "1"]
+            b2_argv = [sys.executable, str(BENCHES / "b2_list.py"), bucket, key]
+            kib = HEAD_BYTES // 1024
+            seq_label = f"bare S3: {SEQ_GETS} sequential {kib} KiB ranged GETs, 1 thread (boto3)"
+            seq_command = f"benches/s3_floor.py --range-bytes {HEAD_BYTES} --count {SEQ_GETS} (in-process time)"
+            direct_env = child_env(self.work, server.endpoint)
+            direct = self.figure("link_direct_seq", seq_label + ", direct (no link)", seq_command, "get_s",
+                                 cls=Floor)
+            check_output(seq_argv, env=direct_env)
+            for number, profile in enumerate(self.links):
+                proxy = LinkProxy(self.work, profile, server)
+                self.proxies.append(proxy)
+                self.link_parameters[profile] = proxy.parameters
+                try:
+                    endpoint = proxy.endpoint
+                    env = child_env(self.work, endpoint)
+                    tfr = lambda *c: self.tfr(endpoint, bucket, key, *c)
+                    fig = lambda name, *a, **kw: self.figure(f"link_{profile}_{name}", *a, **kw)
+                    cold = fig("list_cold", f"tfrollback list, all {n} versions, cold cache", "tfrollback",
+                               "tfrollback list --json (fresh XDG_CACHE_HOME)")
+                    warm = fig("list_warm", f"tfrollback list, all {n} versions, warm cache", "tfrollback",
+                               "tfrollback list --json (cache filled by a previous list through the link)")
+                    lim = fig("list_limit20", f"tfrollback list --limit {LIMIT}, cold cache", "tfrollback",
+                              f"tfrollback list --limit {LIMIT} --json (fresh XDG_CACHE_HOME)")
+                    b2 = fig("b2", f"B2: boto3, 16 threads, whole bodies + json, {n} versions", "baseline",
+                             "python3 benches/b2_list.py BUCKET KEY")
+                    floor = fig("floor", f"floor: listing + one {kib} KiB ranged GET per version, "
+                                f"{FLOOR_THREADS} threads (boto3)",
+                                f"benches/s3_floor.py --range-bytes {HEAD_BYTES} BUCKET KEY {FLOOR_THREADS} "
+                                "(in-process time)", "total", cls=Floor)
+                    seq = fig("seq", seq_label, seq_command, "get_s", cls=Floor)
+                    for f in (cold, warm, lim, b2, floor, seq):
+                        f.link_profile = profile
+
+                    log(f"link {profile}: checks of tfrollback list, list --limit, B2 through the link")
+                    self.check_list(check_output(tfr("list"), env=child_env(self.work, endpoint, self.fresh_cache())),
+                                    expected, f"tfrollback list ({profile} link)")
+                    self.check_list(check_output(tfr("list", "--limit", str(LIMIT)),
+                                                 env=child_env(self.work, endpoint, self.fresh_cache())),
+                                    expected[:LIMIT], f"tfrollback list --limit {LIMIT} ({profile} link)")
+                    self.check_list(check_output(b2_argv, env=env), expected, f"B2 ({profile} link)")
+                    warm_cache = self.fresh_cache()
+                    check_output(tfr("list"), env=child_env(self.work, endpoint, warm_cache))
+                    self.check_list(check_output(tfr("list"), env=child_env(self.work, endpoint, warm_cache)),
+                                    expected, f"tfrollback list, warm cache ({profile} link)")
+                    answer = json.loads(check_output(floor_argv, env=env))
+                    if answer["objects"] != n or answer["bytes"] != n * HEAD_BYTES:
+                        raise BenchError(f"the floor read {answer['objects']} versions, {answer['bytes']} bytes; "
+                                         f"expected {n} and {n * HEAD_BYTES}")
+                    check_output(seq_argv, env=env)
+
+                    def timed_run(argv, cache=None):
+                        return proxy.measure(lambda: timed(argv, env=child_env(self.work, endpoint, cache),
+                                                           server=server)[0])
+
+                    for i in range(runs):
+                        log(f"link {profile}: run {i + 1}/{runs}")
+                        cold.add(timed_run(tfr("list"), self.fresh_cache()))
+                        warm.add(timed_run(tfr("list"), warm_cache))
+                        lim.add(timed_run(tfr("list", "--limit", str(LIMIT)), self.fresh_cache()))
+                        b2.add(timed_run(b2_argv))
+                        floor.add(proxy.measure(lambda: floor_run(floor_argv, env, server)))
+                        seq.add(proxy.measure(lambda: floor_run(seq_argv, env, server)))
+                        if number == 0:  # once per run is enough: it does not depend on the profile
+                            direct.add(floor_run(seq_argv, direct_env, server))
+                finally:
+                    proxy.stop()
+            server.mark("end")
+        finally:
+            self.phases.append(server.stop())
+
+    def to_over_link(self, server, to_argv, base_argv, reset, runs):
+        """`tfrollback to previous` and the terraform-only baseline through the `wan` link
+        (tfrollback and terraform both take the endpoint from AWS_ENDPOINT_URL); the untimed
+        resets between runs go direct."""
+        profile = LINK_TARGET_PROFILE
+        proxy = LinkProxy(self.work, profile, server)
+        self.proxies.append(proxy)
+        self.link_parameters.setdefault(profile, proxy.parameters)
+        try:
+            env = child_env(self.work, proxy.endpoint)
+            log(f"link {profile}: check of tfrollback to previous through the link")
+            report = json.loads(check_output(to_argv, env=env))
+            if report.get("status") != "rolled_back" or not report.get("verified"):
+                raise BenchError(f"tfrollback to previous through the {profile} link did not roll back and "
+                                 f"verify: {json.dumps(report)[:2000]}")
+            reset()
+            to = self.figure(f"link_{profile}_to", "tfrollback to previous --auto-approve --max-destroy 10",
+                             "tfrollback", "tfrollback to previous --auto-approve --max-destroy 10 --json")
+            direct = self.figure(f"link_{profile}_to_terraform",
+                                 "terraform plan -out + apply plan + verify plan, directly", "baseline",
+                                 "bash benches/to_baseline.sh STACK VAR_FILE")
+            to.link_profile = direct.link_profile = profile
+            for i in range(runs):
+                log(f"link {profile}: to, run {i + 1}/{runs}")
+                to.add(proxy.measure(lambda: timed(to_argv, env=env, server=server)[0]))
+                reset()
+                direct.add(proxy.measure(lambda: timed(base_argv, env=env, server=server)[0]))
+                reset()
+        finally:
+            proxy.stop()
 
     # -- checks --------------------------------------------------------------------------
 
@@ -834,9 +1070,15 @@ class Bench:
         self.phase_list()
         self.phase_big()
         self.phase_to()
+        if self.links:
+            self.phase_link()
+        self.meta["link_profiles"] = self.link_parameters
         self.meta["benchmark_s"] = round(time.monotonic() - STARTED, 1)
 
     def cleanup(self):
+        for proxy in self.proxies:
+            if proxy.proc.poll() is None:
+                proxy.stop()
         for server in self.servers:
             if server.proc.poll() is None:
                 server.stop()
@@ -882,7 +1124,52 @@ def targets(figs, facts):
          med("to") - med("to_terraform"), f"<= +{TO_SLACK_S:g} s",
          med("to") <= med("to_terraform") + TO_SLACK_S, "+s"),
     ]
-    return [{"target": t, "measured": m, "threshold": th, "pass": bool(p), "unit": u} for t, m, th, p, u in rows]
+    out = [{"target": t, "measured": m, "threshold": th, "pass": bool(p), "unit": u, "note": ""}
+           for t, m, th, p, u in rows]
+    return out + link_targets(figs, facts)
+
+
+def link_targets(figs, facts):
+    """The issue's targets over the `wan` link, from the figures measured through it ([] when
+    that profile was not measured)."""
+    p = LINK_TARGET_PROFILE
+    if f"link_{p}_list_cold" not in figs:
+        return []
+    fig = lambda name: figs[f"link_{p}_{name}"]
+    med = lambda name: fig(name).wall()["median"]
+    n, kib = facts["list_versions"], HEAD_BYTES // 1024
+    cold, floor, b2, lim = med("list_cold"), med("floor"), med("b2"), med("list_limit20")
+    # moto is one Python process: it cannot serve the floor's requests in less CPU time than
+    # it spent on them, whatever the client; B2 / that is the most any client can gain here.
+    moto_s = statistics.median(fig("floor").values("server_cpu_s"))
+    possible = b2 / moto_s if moto_s > 0 else float("inf")
+    b2_ok = b2 / cold >= LINK_COLD_VS_B2
+    bound_note = (f"moto's CPU for the floor's requests: {fmt_s(moto_s)}, so at most {possible:.1f}x is possible "
+                  f"here" + ("; **server-bound here**" if possible < LINK_COLD_VS_B2 else ""))
+    warm = fig("list_warm").link_stat("requests")
+    rows = [
+        (f"{p}: list cold, all {n} versions: within {LINK_COLD_VS_FLOOR:g}x of the floor (listing + one "
+         f"{kib} KiB ranged GET per version, {FLOOR_THREADS} threads)",
+         cold / floor, f"<= {LINK_COLD_VS_FLOOR:g}x", cold / floor <= LINK_COLD_VS_FLOOR, "x", ""),
+        (f"{p}: list cold: >= {LINK_COLD_VS_B2:g}x faster than B2 where the server is not the bound",
+         b2 / cold, f">= {LINK_COLD_VS_B2:g}x", b2_ok, "x", bound_note),
+        (f"{p}: list --limit {LIMIT} cold: < {LINK_LIMIT20_MAX_S:g} s (median)",
+         lim, f"< {LINK_LIMIT20_MAX_S:g} s", lim < LINK_LIMIT20_MAX_S, "s", ""),
+        (f"{p}: list warm: only the listing request crosses the link (max of runs)",
+         warm["max"], f"== {LINK_WARM_REQUESTS} request", warm["max"] == LINK_WARM_REQUESTS, "requests",
+         kinds_text(fig("list_warm").link_kinds())),
+    ]
+    return [{"target": t, "measured": m, "threshold": th, "pass": bool(ok), "unit": u, "note": note}
+            for t, m, th, ok, u, note in rows]
+
+
+KIND_NAMES = {"list": "listing", "get_whole": "whole-body GET", "get_ranged": "ranged GET", "head": "HEAD",
+              "put": "PUT", "post": "POST", "delete": "DELETE", "other": "other"}
+
+
+def kinds_text(kinds):
+    """Requests by kind as text: `1 listing, 300 whole-body GET`."""
+    return ", ".join(f"{v:g} {KIND_NAMES.get(k, k)}" for k, v in kinds.items() if v) or "no requests"
 
 
 def fmt_s(v):
@@ -907,6 +1194,8 @@ def fmt_measured(t):
         return fmt_s(m)
     if u == "MiB":
         return f"{m:.1f} MiB"
+    if u == "requests":
+        return f"{m:g} request{'s' if m != 1 else ''}"
     return f"{m:+.2f} s"
 
 
@@ -932,6 +1221,120 @@ def figure_rows(figs, ids, ratio_to=None):
     return rows
 
 
+def fmt_range(stat, fmt):
+    """`median` or `median (min–max)` when the runs differ."""
+    if stat["min"] == stat["max"]:
+        return fmt(stat["median"])
+    return f"{fmt(stat['median'])} ({fmt(stat['min'])}–{fmt(stat['max'])})"
+
+
+MAIN_KINDS = ("list", "get_whole", "get_ranged")
+
+
+def link_rows(figs, ids):
+    """The table of figures measured through the link: wall time beside the proxy's counts."""
+    rows = ["| command | wall, median (min–max) | requests | listing / GET whole / GET ranged / other "
+            "| MiB down | MiB up | moto CPU | proxy CPU |",
+            "|---|---|---|---|---|---|---|---|"]
+    mib = lambda v: f"{v / MIB:.1f}" if v >= MIB / 10 else f"{v / MIB:.2f}"
+    for fid in ids:
+        f = figs.get(fid)
+        if f is None:
+            continue
+        w = f.wall()
+        cells = [f.label, f"{fmt_s(w['median'])} ({fmt_s(w['min'])}–{fmt_s(w['max'])})"]
+        if f.link_profile:
+            kinds = f.link_kinds()
+            other = sum(v for k, v in kinds.items() if k not in MAIN_KINDS)
+            cells += [fmt_range(f.link_stat("requests"), lambda v: f"{v:g}"),
+                      " / ".join(f"{kinds.get(k, 0):g}" for k in MAIN_KINDS) + f" / {other:g}",
+                      fmt_range(f.link_stat("bytes_down"), mib), fmt_range(f.link_stat("bytes_up"), mib)]
+        else:
+            cells += ["—", "—", "—", "—"]
+        cells.append(fmt_s(statistics.median(f.values("server_cpu_s"))))
+        cells.append(fmt_s(f.link_stat("proxy_cpu_s")["median"]) if f.link_profile else "—")
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def link_section(meta, facts, figs):
+    """The page's section on the figures measured through benches/linkproxy.py."""
+    params = meta.get("link_profiles") or {}
+    out = ["", "## Over an emulated link", ""]
+    if not params:
+        return out + ["Not measured in this run (`--link none`)."]
+    n, kib = facts["list_versions"], HEAD_BYTES // 1024
+    out += [
+        "This machine's kernel has no netem, so `benches/linkproxy.py` emulates the link: a TCP proxy on "
+        "127.0.0.1 between the clients and the moto server. It holds every chunk for the one-way delay in each "
+        "direction (latency, not a throughput limit: many chunks are in flight per connection, in order), "
+        "paces all connections' bytes through one shared token bucket per direction at the link rate "
+        "(connections take turns, chunk by chunk), and holds a new connection's first bytes one more round "
+        "trip (the TCP handshake). Connections over the link stay open as S3 keeps them: moto closes its "
+        "connection after every response (werkzeug always sends `Connection: close`), so the proxy frames each "
+        "request and response, opens a new loopback connection to moto for the next request and drops that "
+        "header, rather than make every request over the link pay a new handshake. It does not emulate TLS "
+        "set-up (HTTPS to "
+        "S3 costs 1–2 more round trips per new connection), TCP slow start or loss: its figures are "
+        "optimistic for fresh connections. The request and byte columns are its counts (requests by kind from "
+        "their method, path and Range header; bytes as they cross the link, HTTP heads included), read over a "
+        "control port that adds nothing to them. Clients reach it through `AWS_ENDPOINT_URL` (and tfrollback's "
+        "`--endpoint-url`). `python3 benches/linkproxy.py --self-test` checks its delay, rate and counts.",
+        "",
+        "Profiles (one proxy per profile, all its figures measured interleaved, run by run, against one "
+        f"server holding the list workload: {n} versions of the {facts['list_state_bytes'] / MIB:.2f} MiB state):",
+        ""]
+    for name, p in params.items():
+        out.append(f"- `{name}`: {p['delay_ms_one_way']:g} ms each way ({2 * p['delay_ms_one_way']:g} ms round "
+                   f"trip), {p['rate_mbit']:g} Mbit/s shared per direction (chunks of {p['chunk_bytes'] // 1024} KiB, "
+                   f"bucket depth {p['burst_s'] * 1000:g} ms)")
+    out += ["",
+            f"The floor is the least a client must do: the listing and one ranged GET of the first {kib} KiB of "
+            f"each version on {FLOOR_THREADS} threads, timed inside one boto3 process (start-up excluded; it "
+            f"sends one HeadBucket first, untimed but counted). The sequential GETs show the time a single "
+            "request takes. moto is one Python process: its CPU time for the floor's requests is the least time "
+            "in which any client can have them served here (\"the moto bound\"). proxy CPU: the emulator's own "
+            "CPU time during the run (it shares the cores with the client and the server)."]
+    direct = figs.get("link_direct_seq")
+    for name, p in params.items():
+        prefix = f"link_{name}_"
+        if prefix + "list_cold" not in figs:
+            continue
+        rtt = 2 * p["delay_ms_one_way"] / 1000
+        out += ["", f"### `{name}`: {p['delay_ms_one_way']:g} ms each way, {p['rate_mbit']:g} Mbit/s", ""]
+        out += link_rows(figs, [prefix + k for k in ("list_cold", "list_warm", "list_limit20", "b2", "floor", "seq")]
+                         + ["link_direct_seq"])
+        med = lambda k: figs[prefix + k].wall()["median"]
+        moto_s = statistics.median(figs[prefix + "floor"].values("server_cpu_s"))
+        cold = figs[prefix + "list_cold"]
+        down = cold.link_stat("bytes_down")["median"]
+        seq_each = med("seq") / SEQ_GETS
+        transfer = HEAD_BYTES * 8 / (p["rate_mbit"] * 1e6) if p["rate_mbit"] else 0.0
+        out += ["",
+                f"- list cold: {kinds_text(cold.link_kinds())}; {down / MIB:.0f} MiB down in "
+                f"{fmt_s(med('list_cold'))} = {down * 8 / med('list_cold') / 1e6:.0f} Mbit/s of the link's "
+                f"{p['rate_mbit']:g}. B2: {fmt_s(med('b2'))}, {med('b2') / med('list_cold'):.1f}x list cold. The "
+                f"floor: {fmt_s(med('floor'))}; list cold is {med('list_cold') / med('floor'):.1f}x the floor.",
+                f"- The moto bound: moto used {fmt_s(moto_s)} of CPU for the floor's requests (median), so no client "
+                f"can be more than {med('b2') / moto_s:.1f}x faster than B2 here"
+                + (f", short of the {LINK_COLD_VS_B2:g}x target: on this machine the server is the bound."
+                   if med("b2") / moto_s < LINK_COLD_VS_B2 else "."),
+                f"- Sequential ranged GETs: {seq_each * 1000:.1f} ms each through the link"
+                + (f", {direct.wall()['median'] / SEQ_GETS * 1000:.1f} ms direct (moto and boto3 alone)"
+                   if direct and direct.runs else "")
+                + f"; the link's share is one round trip ({rtt * 1000:g} ms) plus {transfer * 1000:.1f} ms to move "
+                f"{kib} KiB at {p['rate_mbit']:g} Mbit/s."]
+    if "link_wan_to" in figs:
+        to, base = figs["link_wan_to"], figs["link_wan_to_terraform"]
+        out += ["", f"### `to` over `{LINK_TARGET_PROFILE}`: rollback of the blue/green stack", ""]
+        out += link_rows(figs, ["link_wan_to", "link_wan_to_terraform"])
+        out += ["", f"tfrollback to: {fmt_s(to.wall()['median'])} against {fmt_s(base.wall()['median'])} for "
+                f"terraform's own three commands (+{fmt_s(to.wall()['median'] - base.wall()['median'])}), "
+                f"{to.link_stat('requests')['median']:g} requests against {base.link_stat('requests')['median']:g}. "
+                "The resets between runs (an untimed `terraform apply`) go direct."]
+    return out
+
+
 def markdown(meta, facts, figs, tgts, phases):
     quick = meta["mode"] == "quick"
     n = facts["list_versions"]
@@ -940,12 +1343,15 @@ def markdown(meta, facts, figs, tgts, phases):
     if quick:
         out += ["**Quick mode (`scripts/bench --quick`): fewer versions and runs, for iteration only; "
                 "these are not the benchmark's figures.**", ""]
-    out += ["## How to run", "", "```", "scripts/bench            # the full benchmark (~7 minutes on 2 cores, plus the build)",
+    out += ["## How to run", "", "```", "scripts/bench            # the full benchmark (~13 minutes on 2 cores, plus the build)",
             "scripts/bench --quick    # fewer versions and runs, for iteration (written under target/bench/quick/)",
             "```", "",
-            "Options: `--runs N` timed runs per figure (default 7, B1 5; quick 3); `--keep` keeps the temporary "
+            "Options: `--runs N` timed runs per figure (default 7, B1 5, through the link 5; quick 3); "
+            "`--link PROFILES` the link emulator's profiles to measure through (`wan,region`, the default, or "
+            "one of them, or `none`); `--keep` keeps the temporary "
             "work directory (server logs, the terraform stacks); `--no-build` (iteration only) skips the "
-            "build and uses the last release binary.", "",
+            "build and uses the last release binary; `--binary PATH` (iteration only) skips the build and "
+            "measures the binary given.", "",
             "One command: it installs what is missing (moto and boto3, the aws CLI with pip; jq and GNU time with "
             "apt-get), "
             "builds tfrollback with `cargo build --release`, starts its own local S3 server "
@@ -956,7 +1362,8 @@ def markdown(meta, facts, figs, tgts, phases):
             "## Machine and versions", "",
             f"- Date: {meta['date_utc']}; {meta['benchmark_s']:.0f} s for the whole run, "
             + (f"of which {meta['build_s']:.0f} s of `cargo build --release`" if meta["build_s"] is not None
-               else "**build skipped (--no-build): the binary may not match the working tree**"),
+               else "**build skipped (--binary): a binary given, maybe not a release build of this tree**"
+               if meta.get("binary") else "**build skipped (--no-build): the binary may not match the working tree**"),
             f"- {meta['cores']} cores ({meta['cpu']}), {meta['memory_gib']} GiB, {meta['os']}",
             f"- {meta['tfrollback']} (git {meta['git_commit']}"
             + (", with uncommitted changes to src/" if meta["git_src_dirty"] else "") + f"), {meta['rustc']}",
@@ -966,7 +1373,8 @@ def markdown(meta, facts, figs, tgts, phases):
             "every stored object, bodies included, on every call (and never frees the copies); the flag "
             "replaces that copy with shallow views (same answers, cost proportional to the number of versions "
             "instead of their bytes). Without it, listings over these buckets would cost seconds and gigabytes "
-            "each and dominate every figure. All traffic is on 127.0.0.1: there is no network latency, and "
+            "each and dominate every figure. All traffic is on 127.0.0.1: outside the section \"Over an emulated "
+            "link\" there is no network latency, and "
             "the server (Python, one process) shares the 2 cores with the client being measured.", "",
             "## Workload", "",
             f"- Base: terraform {meta['terraform']} applies a generated configuration of "
@@ -1008,11 +1416,16 @@ def markdown(meta, facts, figs, tgts, phases):
             "`XDG_CACHE_HOME` per run; warm: one that a previous `list` filled.",
             "- Bare S3 rows (`benches/s3_floor.py`) are timed inside one boto3 process (start-up excluded): "
             "the requests alone, nothing parsed. When tfrollback's time approaches them, the server is the bound.",
+            "- Over an emulated link (its own section): the same kind of runs, through `benches/linkproxy.py`; "
+            "the requests and bytes of every run are the proxy's counts, reset before the run and read after it.",
             "- 1 MiB = 1,048,576 bytes; RSS targets are in MiB.", "",
             "## Targets", "",
             "| target | measured | threshold | result |", "|---|---|---|---|"]
     for t in tgts:
-        out.append(f"| {t['target']} | {fmt_measured(t)} | {t['threshold']} | {'pass' if t['pass'] else '**FAIL**'} |")
+        measured = fmt_measured(t) + (f" ({t['note']})" if t.get("note") else "")
+        out.append(f"| {t['target']} | {measured} | {t['threshold']} | {'pass' if t['pass'] else '**FAIL**'} |")
+    if not any(t["target"].startswith(f"{LINK_TARGET_PROFILE}:") for t in tgts):
+        out += ["", f"The targets over the `{LINK_TARGET_PROFILE}` link were not measured in this run (`--link`)."]
     out += ["", f"## list: {n} versions of a ~1 MB state", ""]
     out += figure_rows(figs, ["list_cold", "list_warm", "list_limit20", "b2", "b1",
                               "floor_list", "floor_gets", "b1_listing"],
@@ -1032,6 +1445,7 @@ def markdown(meta, facts, figs, tgts, phases):
         out += [""] + [f"† {f.label}: {f.note}" + (
             f"; the measured runs took {fmt_s(f.stat('wall_s')['median'])} (median), and the CPU, RSS and "
             f"moto CPU columns are theirs." if f.scale != 1.0 else ".") for f in notes]
+    out += link_section(meta, facts, figs)
     out += ["", "## The S3 server (moto) per phase", "",
             "A fresh server per phase. RSS from /proc/PID/status: VmRSS at the marks, peak = VmHWM "
             "(and a 0.2 s VmRSS sampler).", "",
@@ -1072,6 +1486,18 @@ def markdown(meta, facts, figs, tgts, phases):
     return "\n".join(out)
 
 
+def link_profiles(text):
+    """--link's value: profile names in the order given, or [] for `none`."""
+    if text.strip() == "none":
+        return []
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in LINK_PROFILES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown link profile(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"choose from {', '.join(LINK_PROFILES)}, or `none`")
+    return list(dict.fromkeys(names))
+
+
 def main():
     parser = argparse.ArgumentParser(description="tfrollback's benchmark (see docs/benchmarks.md)")
     parser.add_argument("--quick", action="store_true",
@@ -1081,6 +1507,11 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     parser.add_argument("--no-build", action="store_true",
                         help="for iteration: skip `cargo build --release` and use the last release binary")
+    parser.add_argument("--binary", metavar="PATH",
+                        help="for iteration: skip the build and benchmark this tfrollback binary")
+    parser.add_argument("--link", default=",".join(LINK_PROFILES), type=link_profiles, metavar="PROFILES",
+                        help="link emulator profiles to measure through, comma-separated "
+                             f"({', '.join(LINK_PROFILES)}; `none` to skip; default: all)")
     args = parser.parse_args()
 
     lock_dir = REPO / "target"
