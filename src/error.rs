@@ -9,6 +9,7 @@ use crate::model::mapping::MappingError;
 use crate::model::selector::{SelectorError, VersionId};
 use crate::model::state::StateError;
 use crate::settings::SettingsError;
+use crate::store::UnfinishedError;
 use crate::store::journal::JournalError;
 use crate::store::lock::LockError;
 use crate::store::s3::S3Error;
@@ -54,6 +55,8 @@ pub(crate) enum Error {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
+    Unfinished(#[from] UnfinishedError),
+    #[error(transparent)]
     Terraform(#[from] TerraformError),
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -74,7 +77,9 @@ impl Error {
             Error::Selector(SelectorError::Invalid { .. })
             | Error::Mapping(MappingError::BadMap { .. }) => Exit::Usage,
             Error::Refused(r) if r.is_usage() => Exit::Usage,
-            Error::Lock(LockError::Held { .. }) => Exit::Locked,
+            Error::Lock(LockError::Held { .. }) | Error::Refused(Refusal::Unfinished { .. }) => {
+                Exit::Locked
+            }
             _ => Exit::Error,
         }
     }
@@ -113,7 +118,8 @@ impl Error {
             Error::Config(ConfigError::Read { .. }) => {
                 Some("check the path given with -C and its permissions".into())
             }
-            Error::Journal(_) => Some(
+            Error::Unfinished(UnfinishedError::Lock(e)) => e.hint(),
+            Error::Journal(_) | Error::Unfinished(UnfinishedError::Journal(_)) => Some(
                 "check write access to the bucket (s3:PutObject on <key>.tfrollback/*) and to .tfrollback/ in the working directory; `tfrollback status` shows what is unfinished".into(),
             ),
             Error::Stdout(_) => Some("check where stdout goes (a closed pipe, a full disk)".into()),
@@ -134,7 +140,7 @@ impl Error {
             Error::Lock(LockError::Held { .. }) => "locked".into(),
             Error::Lock(_) => "lock".into(),
             Error::Terraform(_) => "terraform".into(),
-            Error::Journal(_) => "journal".into(),
+            Error::Journal(_) | Error::Unfinished(_) => "journal".into(),
             Error::Refused(r) => format!("refused.{}", r.kind()),
             Error::Write { .. } => "local_write".into(),
             Error::Stdout(_) => "stdout".into(),
@@ -230,6 +236,15 @@ pub(crate) enum Refusal {
     NothingMapped { version: VersionId },
     #[error("terraform (pid {pid}) started by the interrupted rollback is still running")]
     TerraformStillRunning { pid: u32 },
+    #[error(
+        "a rollback of this state is unfinished: operation {operation_id} (`tfrollback {command}`, by {who}, started {started_at}); starting another could undo what it did"
+    )]
+    Unfinished {
+        operation_id: String,
+        command: String,
+        who: String,
+        started_at: String,
+    },
 }
 
 impl Refusal {
@@ -262,6 +277,7 @@ impl Refusal {
             Refusal::NoSlotValue { .. } => "no_slot_value",
             Refusal::NothingMapped { .. } => "nothing_mapped",
             Refusal::TerraformStillRunning { .. } => "terraform_still_running",
+            Refusal::Unfinished { .. } => "unfinished_operation",
         }
     }
 
@@ -288,6 +304,7 @@ impl Refusal {
             Refusal::NoSlotValue { .. } => "name it with --slot-var, or map it with --map OUTPUT.PATH=VARIABLE".into(),
             Refusal::NothingMapped { .. } => "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
             Refusal::TerraformStillRunning { .. } => "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
+            Refusal::Unfinished { .. } => "if it is still running, wait for it; if it was interrupted, run `tfrollback recover` to finish it (`tfrollback status` shows it and the lock)".into(),
         }
     }
 }

@@ -18,7 +18,7 @@ pub(crate) async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Outcome, Er
 }
 
 async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result<Exit, Error> {
-    let Some(journal) = ctx.store.journals.load().await? else {
+    let Some(journal) = ctx.store.unfinished().await? else {
         let mut report = Report::detached(
             Status::NothingToRecover,
             "recover".into(),

@@ -21,7 +21,7 @@ pub(crate) async fn run(ctx: &Context) -> Result<Exit, Error> {
     let store = &ctx.store;
     let (lock, unfinished) = tokio::try_join!(
         async { store.locker.holder().await.map_err(Error::from) },
-        async { store.journals.load().await.map_err(Error::from) }
+        async { store.unfinished().await.map_err(Error::from) }
     )?;
     let view = StatusView {
         location: ctx.location(),

@@ -77,6 +77,8 @@ pub(crate) struct Operation<'a> {
     engine: Engine<'a>,
     pub(crate) journal: Journal,
     held: Option<HeldLock>,
+    /// Whether this operation ever held the lock: only then may it finish the shared journal.
+    held_once: bool,
     step_started: Option<Instant>,
 }
 
@@ -105,6 +107,7 @@ impl<'a> Operation<'a> {
                 finished: false,
             },
             held: None,
+            held_once: false,
             step_started: None,
         };
         op.journal.steps.push(StepRecord {
@@ -122,6 +125,7 @@ impl<'a> Operation<'a> {
             engine,
             journal,
             held: None,
+            held_once: false,
             step_started: None,
         }
     }
@@ -147,12 +151,23 @@ impl<'a> Operation<'a> {
     }
 
     /// Takes the lock for the operation (after its preflight); when that fails the operation
-    /// is closed and the error returned, nothing having changed.
+    /// is closed and the error returned, nothing having changed. A rollback left unfinished
+    /// on this state (running, or interrupted) is refused before anything is written: its
+    /// journal is what `recover` needs.
     pub(crate) async fn start(
         &mut self,
         terraform_version: String,
         timeout: Duration,
     ) -> Result<(), Error> {
+        if let Some(other) = self.store().unfinished().await? {
+            return Err(Refusal::Unfinished {
+                operation_id: other.operation_id,
+                command: other.command,
+                who: other.who,
+                started_at: other.started_at,
+            }
+            .into());
+        }
         self.begin(Step::Lock).await?;
         let operation = format!("tfrollback {}", self.journal.command);
         if let Err(e) = self.lock(operation, terraform_version, timeout).await {
@@ -209,15 +224,21 @@ impl<'a> Operation<'a> {
         });
     }
 
+    /// Writes the journal: next to the state and in the working directory while the lock is
+    /// held (or, with no lock configured, once there is a snapshot to restore); before that,
+    /// only to this operation's own pending file, so no other operation's journal is touched.
     pub(crate) async fn save(&self) -> Result<(), Error> {
         let journals = &self.store().journals;
-        if self.held.is_some() || !self.store().locker.enabled() && self.journal.snapshot.is_some()
-        {
+        if self.owns_journal() {
             journals.write(&self.journal).await?;
         } else {
-            journals.write_local(&self.journal)?;
+            journals.write_pending(&self.journal)?;
         }
         Ok(())
+    }
+
+    fn owns_journal(&self) -> bool {
+        self.held.is_some() || !self.store().locker.enabled() && self.journal.snapshot.is_some()
     }
 
     /// Takes the state lock the way terraform does, waiting up to `timeout` for another holder.
@@ -250,7 +271,7 @@ impl<'a> Operation<'a> {
             lockfile: backend.use_lockfile,
             dynamodb: backend.dynamodb_table.is_some(),
         });
-        store.journals.write_local(&self.journal)?;
+        store.journals.write_pending(&self.journal)?;
         let printer = self.printer();
         let held = store
             .locker
@@ -262,6 +283,7 @@ impl<'a> Operation<'a> {
             })
             .await?;
         self.held = Some(held);
+        self.held_once = true;
         self.save().await
     }
 
@@ -278,6 +300,7 @@ impl<'a> Operation<'a> {
         ) && holder.id == recorded.info.id
         {
             self.held = Some(recorded);
+            self.held_once = true;
             return Ok(true);
         }
         let operation = format!("tfrollback recover {}", self.journal.operation_id);
@@ -400,16 +423,19 @@ impl<'a> Operation<'a> {
         Ok(self.store().objects.read(&snapshot.version_id).await?)
     }
 
-    /// Ends the operation: the journal is marked finished and the lock released.
+    /// Ends the operation: the lock released and the journal marked finished. An operation
+    /// that never held the lock only forgets its pending journal: the shared journal, if
+    /// there is one, belongs to whoever holds or held the lock.
     pub(crate) async fn close(&mut self) -> Result<(), Error> {
         self.finish_step(StepStatus::Ok);
+        let owned = self.held_once || self.owns_journal();
         self.unlock().await?;
         let journals = &self.store().journals;
-        if self.journal.snapshot.is_some() || self.journal.lock.is_some() {
+        if owned {
             journals.finish(&mut self.journal).await?;
         } else {
             self.journal.finished = true;
-            journals.write_local(&self.journal)?;
+            journals.remove_pending(&self.journal.operation_id);
         }
         Ok(())
     }

@@ -161,17 +161,43 @@ impl JournalStore {
         self.local.join("journal.json")
     }
 
+    /// Where an operation keeps its journal until it holds the lock: a file of its own, so an
+    /// operation that never gets the lock never touches the journal of one that has it.
+    fn pending_file(&self, operation_id: &str) -> PathBuf {
+        self.local
+            .join("journals")
+            .join(format!("{operation_id}.json"))
+    }
+
+    /// Writes the journal of an operation that does not hold the lock (yet).
+    pub(crate) fn write_pending(&self, journal: &Journal) -> Result<(), JournalError> {
+        let path = self.pending_file(&journal.operation_id);
+        write_private(&path, journal)
+    }
+
+    /// Forgets the pending journal of an operation that ends without having held the lock.
+    pub(crate) fn remove_pending(&self, operation_id: &str) {
+        let _ = std::fs::remove_file(self.pending_file(operation_id));
+    }
+
+    /// The unfinished journals of operations that had not (yet) written their journal under
+    /// the lock: one of them may hold the lock if it died right after taking it.
+    pub(crate) fn pending(&self) -> Vec<Journal> {
+        let Ok(entries) = std::fs::read_dir(self.local.join("journals")) else {
+            return vec![];
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Journal>(&bytes).ok())
+            .filter(|j| !j.finished)
+            .collect()
+    }
+
     /// Writes the local copy only (before the lock is taken, when writing next to the state
     /// could clobber another operation's journal).
     pub(crate) fn write_local(&self, journal: &Journal) -> Result<(), JournalError> {
-        let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
-        let path = self.local_file();
-        fsx::create_private_dir(&self.local)
-            .and_then(|()| fsx::write_atomic(&path, &bytes, 0o600))
-            .map_err(|source| JournalError::Local {
-                path: path.display().to_string(),
-                source,
-            })
+        write_private(&self.local_file(), journal)
     }
 
     /// Writes both copies; S3 first, since it survives the machine.
@@ -180,7 +206,9 @@ impl JournalStore {
         self.store
             .put(&self.s3_key(), bytes, &Condition::None)
             .await?;
-        self.write_local(journal)
+        self.write_local(journal)?;
+        self.remove_pending(&journal.operation_id);
+        Ok(())
     }
 
     /// The unfinished journal, from S3 or else the local copy.
@@ -213,7 +241,20 @@ impl JournalStore {
     pub(crate) async fn finish(&self, journal: &mut Journal) -> Result<(), JournalError> {
         journal.finished = true;
         self.write_local(journal)?;
+        self.remove_pending(&journal.operation_id);
         self.store.delete(&self.s3_key()).await?;
         Ok(())
     }
+}
+
+/// Writes a journal file 0600 in a 0700 directory, atomically.
+fn write_private(path: &Path, journal: &Journal) -> Result<(), JournalError> {
+    let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
+    path.parent()
+        .map_or(Ok(()), fsx::create_private_dir)
+        .and_then(|()| fsx::write_atomic(path, &bytes, 0o600))
+        .map_err(|source| JournalError::Local {
+            path: path.display().to_string(),
+            source,
+        })
 }

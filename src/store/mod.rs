@@ -22,6 +22,15 @@ use lock::{LockTable, Locker};
 use marks::MarkStore;
 use s3::{S3Error, StateStore};
 
+/// Why the unfinished rollback could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnfinishedError {
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+}
+
 /// What the store needs to know, as plain values (settings resolve them).
 pub(crate) struct StoreOptions<'a> {
     pub(crate) backend: &'a Backend,
@@ -92,6 +101,25 @@ impl Store {
             self.endpoint.as_deref(),
             &self.location(),
         )
+    }
+
+    /// The rollback left unfinished on this state, if any: its journal next to the state or in
+    /// the working directory, or the pending journal of an operation that died right after
+    /// taking the lock (the lock's ID proves it is that operation's).
+    pub(crate) async fn unfinished(&self) -> Result<Option<journal::Journal>, UnfinishedError> {
+        if let Some(journal) = self.journals.load().await? {
+            return Ok(Some(journal));
+        }
+        let pending = self.journals.pending();
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let Some(holder) = self.locker.holder().await? else {
+            return Ok(None);
+        };
+        Ok(pending
+            .into_iter()
+            .find(|j| j.lock.as_ref().is_some_and(|l| l.info.id == holder.id)))
     }
 
     /// The AWS caller's ARN, when STS answers within a few seconds (history names it).

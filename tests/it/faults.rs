@@ -422,3 +422,53 @@ fn a_full_disk_stops_the_rollback_before_any_change() {
     assert_eq!(status["lock"], Value::Null, "the lock was released");
     terraform_accepts(&sb);
 }
+
+/// The local journal of the working directory, as the operation that owns it last wrote it.
+fn local_journal(sb: &Sandbox) -> Option<Value> {
+    let text = std::fs::read_to_string(sb.dir.join(".tfrollback/journal.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[test]
+fn a_refused_second_run_leaves_the_running_ones_journal_alone() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let before = sb.version_ids();
+    let mut first = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", "apply=pause")]);
+    let running = wait_for_journal(&sb, "the apply", |j| last_step(j) == "apply");
+    let id = running["operation_id"].clone();
+
+    // The same command again while the first one applies: refused, and nothing of the first
+    // one's is touched, in S3 or in the working directory.
+    let second = sb.tfr(ROLLBACK).code(5);
+    assert!(
+        second.stderr.contains("tfrollback recover"),
+        "{}",
+        second.stderr
+    );
+    let kept = journal(&sb).expect("the running operation's S3 journal is still there");
+    assert_eq!(kept["operation_id"], id);
+    assert_eq!(kept["finished"], json!(false));
+    let local = local_journal(&sb).expect("the local journal is still there");
+    assert_eq!(local["operation_id"], id, "{local:#}");
+    assert_eq!(local["finished"], json!(false));
+
+    // The first one dies. Re-running the rollback is refused and points to `recover`; the
+    // journal that `recover` needs is still there, and so is the lock it can take over.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let again = sb.tfr(ROLLBACK).code(5);
+    assert!(
+        again.stderr.contains("tfrollback recover"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(journal(&sb).expect("journal")["operation_id"], id);
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["unfinished"]["operation_id"], id, "{status:#}");
+    assert_eq!(
+        status["lock"]["ID"], running["lock"]["info"]["ID"],
+        "{status:#}"
+    );
+    check_recoverable(&sb, &before);
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
+}
