@@ -104,8 +104,9 @@ fn print_man() -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
-/// Logs go to stderr. The AWS SDK's own logs stay at info at most, whatever the verbosity,
-/// so that request headers (signatures) never reach a log.
+/// Logs go to stderr. Every `aws_*` crate is capped at warnings (the service clients at info)
+/// whatever the verbosity: `aws_sigv4` and the runtime log request headers at debug and trace,
+/// signatures and SSE-C keys among them. A directive's target matches as a prefix.
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -115,7 +116,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = format!(
-        "{level},aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=info,aws_config=info,aws_sdk_dynamodb=info,aws_sdk_sts=info,hyper=warn,hyper_util=warn,h2=warn,rustls=warn"
+        "{level},aws=warn,aws_sdk_s3=info,aws_sdk_dynamodb=info,aws_sdk_sts=info,aws_config=info,hyper=warn,hyper_util=warn,h2=warn,rustls=warn"
     );
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

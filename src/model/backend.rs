@@ -116,7 +116,7 @@ impl BackendConfig {
             bucket: get.string("bucket")?,
             key: get.string("key")?,
             region: get.string("region")?,
-            workspace_key_prefix: get.string("workspace_key_prefix")?,
+            workspace_key_prefix: get.string_or_empty("workspace_key_prefix")?,
             dynamodb_table: get.string("dynamodb_table")?,
             use_lockfile: get.bool("use_lockfile")?,
             encrypt: get.bool("encrypt")?,
@@ -173,6 +173,16 @@ impl Getter<'_> {
         }
     }
 
+    /// Like `string`, but an empty string is a value: `workspace_key_prefix = ""` is valid
+    /// and puts workspaces at `<workspace>/<key>` (terraform defaults only a null prefix).
+    fn string_or_empty(&self, name: &str) -> Result<Option<String>, BackendError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.wrong(name, "a string")),
+        }
+    }
+
     fn bool(&self, name: &str) -> Result<Option<bool>, BackendError> {
         match self.map.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -196,10 +206,16 @@ impl Getter<'_> {
 /// The object key of the state for a workspace, as the S3 backend computes it.
 pub(crate) fn workspace_key(key: &str, workspace: &str, prefix: &str) -> String {
     if workspace == "default" {
-        key.to_string()
-    } else {
-        format!("{prefix}/{workspace}/{key}")
+        return key.to_string();
     }
+    // terraform joins the parts with Go's path.Join: empty parts vanish and slashes collapse,
+    // so an empty prefix puts workspaces at `<workspace>/<key>`.
+    [prefix, workspace, key]
+        .iter()
+        .flat_map(|part| part.split('/'))
+        .filter(|segment| !segment.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Server-side encryption of the state object, as the backend writes it.
@@ -343,6 +359,15 @@ mod tests {
         assert_eq!(
             workspace_key("a/t.tfstate", "staging", "env:"),
             "env:/staging/a/t.tfstate"
+        );
+        // Go's path.Join: an empty prefix vanishes, doubled slashes collapse.
+        assert_eq!(
+            workspace_key("a/t.tfstate", "staging", ""),
+            "staging/a/t.tfstate"
+        );
+        assert_eq!(
+            workspace_key("a/t.tfstate", "staging", "envs/"),
+            "envs/staging/a/t.tfstate"
         );
     }
 }

@@ -14,6 +14,7 @@ mod races;
 mod read_path;
 mod restore_marks;
 mod rollback;
+mod safety;
 mod secrets;
 mod snapshots;
 mod support;

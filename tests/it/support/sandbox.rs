@@ -43,9 +43,16 @@ pub struct SandboxBuilder {
     versioning: bool,
     key: String,
     backend_block: bool,
+    settings: Vec<(String, String)>,
 }
 
 impl SandboxBuilder {
+    /// One more backend setting (as the block or `-backend-config` gives it).
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Default [`LockStyle::DynamoDb`].
     pub fn lock(mut self, lock: LockStyle) -> Self {
         self.lock = lock;
@@ -108,6 +115,7 @@ impl SandboxBuilder {
             endpoint: lab.endpoint.clone(),
             lock: self.lock,
             backend_block: self.backend_block,
+            settings: self.settings,
         };
 
         let s3 = sandbox.s3();
@@ -170,6 +178,8 @@ pub struct Sandbox {
     endpoint: String,
     lock: LockStyle,
     backend_block: bool,
+    /// Backend settings beyond the lab's own (see [`SandboxBuilder::setting`]).
+    settings: Vec<(String, String)>,
 }
 
 impl Drop for Sandbox {
@@ -195,6 +205,7 @@ impl Sandbox {
             versioning: true,
             key: "app/terraform.tfstate".to_string(),
             backend_block: true,
+            settings: vec![],
         }
     }
 
@@ -219,6 +230,7 @@ impl Sandbox {
         if self.lock.lockfile() {
             settings.push(("use_lockfile".to_string(), "true".to_string()));
         }
+        settings.extend(self.settings.iter().cloned());
         settings
     }
 

@@ -1,0 +1,95 @@
+//! Interrupted, concurrent and mistaken rollbacks: each case is one a tired person or a retried
+//! CI job really runs into, reproduced with real terraform and the local S3 server, and the
+//! check is on the state in S3 and on terraform afterwards, never only on an exit code.
+
+use serde_json::json;
+
+use crate::support::{LockStyle, Sandbox, deployed};
+
+/// A 256-bit SSE-C key, base64 (moto accepts SSE-C headers and ignores them).
+const SSE_C_KEY: &str = "dGZyb2xsYmFjay1zc2UtYy1rZXktMDEyMzQ1Njc4OWE=";
+
+#[test]
+fn the_most_verbose_logs_never_show_an_sse_c_key_or_a_signature() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let run = sb
+        .tfr_with(
+            &["-vvv", "list", "--no-cache"],
+            &[("AWS_SSE_CUSTOMER_KEY", SSE_C_KEY)],
+        )
+        .ok();
+    assert!(
+        run.stderr.contains("resolved settings"),
+        "-vvv logs tfrollback's own debug lines: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(SSE_C_KEY),
+        "the SSE-C key reached the log:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr
+            .to_lowercase()
+            .contains("x-amz-server-side-encryption-customer-key"),
+        "SSE-C request headers reached the log"
+    );
+    assert!(
+        !run.stderr.contains("Signature="),
+        "a request signature reached the log"
+    );
+    // The listing itself worked: every version is there.
+    let listed = sb.tfr(&["list", "--json"]).ok().json();
+    assert_eq!(
+        listed["versions"].as_array().map(Vec::len),
+        Some(sb.version_ids().len())
+    );
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
+}
+
+#[test]
+fn an_empty_workspace_key_prefix_finds_workspaces_where_terraform_keeps_them() {
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::LockFile)
+        .setting("workspace_key_prefix", "")
+        .build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.terraform(&["workspace", "new", "staging"]).ok();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    // terraform joins prefix, workspace and key as paths: no prefix, no leading slash.
+    let staging_key = format!("staging/{}", sb.key);
+    let staging_versions = sb.s3().versions(&staging_key);
+    assert!(
+        staging_versions.len() >= 3,
+        "terraform wrote staging at {staging_key}"
+    );
+
+    let listed = sb
+        .tfr(&["--workspace", "staging", "list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed["key"], json!(staging_key));
+    assert_eq!(
+        listed["versions"].as_array().map(Vec::len),
+        Some(staging_versions.len())
+    );
+    let default_before = sb.version_ids();
+    sb.tfr(&[
+        "--workspace",
+        "staging",
+        "to",
+        "previous",
+        "--auto-approve",
+        "--max-destroy",
+        "10",
+    ])
+    .ok();
+    let staging_state = sb.s3().get_json(&staging_key, None);
+    assert_eq!(
+        staging_state["outputs"]["active_slot"]["value"],
+        json!("blue"),
+        "staging is back on blue"
+    );
+    assert_eq!(sb.version_ids(), default_before, "default was not touched");
+}
