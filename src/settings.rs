@@ -189,16 +189,11 @@ impl Settings {
         }
         let prefix = merged.workspace_key_prefix.unwrap_or_else(|| "env:".into());
         let key = workspace_key(&base_key, &workspace, &prefix);
-        let encryption = match (
-            merged.sse_customer_key.or(env.sse_customer_key.clone()),
-            merged.kms_key_id,
+        let encryption = encryption(
             merged.encrypt,
-        ) {
-            (Some(k), _, _) => Encryption::CustomerKey(k),
-            (None, Some(kms), _) => Encryption::Kms(kms),
-            (None, None, Some(true)) => Encryption::Aes256,
-            _ => Encryption::None,
-        };
+            merged.kms_key_id,
+            merged.sse_customer_key.or(env.sse_customer_key.clone()),
+        );
         let endpoint = merged
             .endpoint_s3
             .clone()
@@ -236,6 +231,22 @@ impl Settings {
     }
 }
 
+/// The encryption terraform's S3 backend applies: none unless `encrypt = true`; then a KMS key
+/// if one is named, else an SSE-C key if one is given, else AES256. Without `encrypt`, a
+/// `kms_key_id` or `sse_customer_key` changes nothing, on writes or reads.
+fn encryption(
+    encrypt: Option<bool>,
+    kms: Option<String>,
+    customer_key: Option<String>,
+) -> Encryption {
+    match (encrypt, kms, customer_key) {
+        (Some(true), Some(kms), _) => Encryption::Kms(kms),
+        (Some(true), None, Some(key)) => Encryption::CustomerKey(key),
+        (Some(true), None, None) => Encryption::Aes256,
+        _ => Encryption::None,
+    }
+}
+
 fn read_optional(path: &Path) -> Result<Option<String>, SettingsError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
@@ -263,4 +274,26 @@ fn read_environment_file(workdir: &Path) -> Result<Option<String>, SettingsError
     Ok(read_optional(&path)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encryption_follows_encrypt_as_terraform_does() {
+        let kms = || Some("alias/state".to_string());
+        let key = || Some("a2V5".to_string());
+        assert_eq!(encryption(None, kms(), key()), Encryption::None);
+        assert_eq!(encryption(Some(false), kms(), None), Encryption::None);
+        assert_eq!(
+            encryption(Some(true), kms(), key()),
+            Encryption::Kms("alias/state".into())
+        );
+        assert_eq!(
+            encryption(Some(true), None, key()),
+            Encryption::CustomerKey("a2V5".into())
+        );
+        assert_eq!(encryption(Some(true), None, None), Encryption::Aes256);
+    }
 }

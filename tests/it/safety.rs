@@ -4,14 +4,21 @@
 
 use serde_json::json;
 
-use crate::support::{LockStyle, Sandbox, deployed};
+use crate::support::{LockStyle, Sandbox};
 
 /// A 256-bit SSE-C key, base64 (moto accepts SSE-C headers and ignores them).
 const SSE_C_KEY: &str = "dGZyb2xsYmFjay1zc2UtYy1rZXktMDEyMzQ1Njc4OWE=";
 
 #[test]
 fn the_most_verbose_logs_never_show_an_sse_c_key_or_a_signature() {
-    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    // SSE-C applies only with `encrypt = true` (as in terraform); the key comes from the
+    // environment, so every read tfrollback makes carries it.
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::DynamoDb)
+        .setting("encrypt", "true")
+        .build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
     let run = sb
         .tfr_with(
             &["-vvv", "list", "--no-cache"],
@@ -92,4 +99,33 @@ fn an_empty_workspace_key_prefix_finds_workspaces_where_terraform_keeps_them() {
         "staging is back on blue"
     );
     assert_eq!(sb.version_ids(), default_before, "default was not touched");
+}
+
+#[test]
+fn a_kms_key_applies_only_with_encrypt_true_as_terraform_does() {
+    for (encrypt, expected) in [(false, None), (true, Some("aws:kms"))] {
+        let mut builder = Sandbox::builder("bluegreen")
+            .lock(LockStyle::DynamoDb)
+            .setting("kms_key_id", "alias/tfr-state");
+        if encrypt {
+            builder = builder.setting("encrypt", "true");
+        }
+        let sb = builder.build();
+        sb.apply(&[("active_slot", "blue")]);
+        sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+        let terraform_wrote = sb.s3().encryption(&sb.key, None);
+        assert_eq!(
+            terraform_wrote.as_deref(),
+            expected,
+            "encrypt = {encrypt}: terraform"
+        );
+        sb.tfr(&["restore", "previous", "--auto-approve", "--no-plan"])
+            .ok();
+        assert_eq!(sb.current_output("active_slot"), json!("blue"));
+        assert_eq!(
+            sb.s3().encryption(&sb.key, None),
+            terraform_wrote,
+            "encrypt = {encrypt}: the restored state is encrypted as terraform encrypts it"
+        );
+    }
 }

@@ -209,6 +209,28 @@ impl S3 {
     }
 
     /// Body of `key` (its latest version, or `version_id`).
+    /// The server-side encryption S3 reports for a version (`aws:kms`, `AES256`), if any.
+    pub fn encryption(&self, key: &str, version_id: Option<&str>) -> Option<String> {
+        block_on(&self.rt, async {
+            let out = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_version_id(version_id.map(str::to_string))
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "HeadObject {}/{key} version {version_id:?}: {}",
+                        self.bucket,
+                        sdk_error(&e)
+                    )
+                });
+            out.server_side_encryption().map(|e| e.as_str().to_string())
+        })
+    }
+
     pub fn get(&self, key: &str, version_id: Option<&str>) -> Vec<u8> {
         block_on(&self.rt, async {
             let out = self
