@@ -28,6 +28,11 @@ pub(crate) enum TerraformError {
     BadJson { command: String, detail: String },
     #[error("`{command}` was stopped by a signal")]
     Killed { command: String },
+    #[error("cannot prepare the plan file {path}: {source}")]
+    PlanFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn diagnostics_text(diagnostics: &[Diagnostic]) -> String {
@@ -315,6 +320,14 @@ impl Terraform {
         ]);
         args.push(format!("-out={}", out.display()));
         args.extend(var_args.iter().cloned());
+        // A saved plan holds the state, secrets in clear. terraform creates it 0666 less the
+        // umask but truncates an existing file in place, keeping its mode: so it starts 0600.
+        crate::store::fsx::write_atomic(out, b"", 0o600).map_err(|source| {
+            TerraformError::PlanFile {
+                path: out.display().to_string(),
+                source,
+            }
+        })?;
         let (code, stdout, stderr) = self.output(&args).await?;
         if code != 0 && code != 2 {
             return Err(self.failed(&args, code, &stdout, &stderr));

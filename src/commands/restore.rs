@@ -18,7 +18,6 @@ use crate::operation::report::{PlanCounts, Report, Status};
 use crate::operation::signals::interrupts;
 use crate::operation::{Operation, Verb};
 use crate::render::{DiffView, Endpoint, render_diff};
-use crate::store::fsx;
 use crate::store::journal::{Step, StepStatus};
 use crate::terraform::{self, Terraform};
 
@@ -231,22 +230,20 @@ async fn locked(
         });
     };
     op.begin(Step::Plan).await?;
-    let plan_file = op.local_file("plans", ".tfplan");
-    let planned = async {
-        let plans = plan_file.parent().unwrap_or(&plan_file);
-        fsx::create_private_dir(plans).map_err(|source| Error::Write {
-            path: plans.display().to_string(),
-            source,
-        })?;
-        let s = terraform.plan(var_args, &plan_file).await?;
-        Ok::<_, Error>(PlanCounts {
-            add: s.add,
-            change: s.change,
-            destroy: s.destroy,
-        })
-    }
-    .await;
-    let _ = std::fs::remove_file(&plan_file);
+    // The state is written: from here on a failure is reported with the restore, never as
+    // "nothing was changed".
+    let planned = match op.local_file("plans", ".tfplan") {
+        Ok(plan_file) => {
+            let planned = terraform.plan(var_args, &plan_file).await;
+            let _ = std::fs::remove_file(&plan_file);
+            planned.map_err(Error::from).map(|s| PlanCounts {
+                add: s.add,
+                change: s.change,
+                destroy: s.destroy,
+            })
+        }
+        Err(e) => Err(e),
+    };
     Ok(match planned {
         Ok(counts) => {
             printer.note(&format!(

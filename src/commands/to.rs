@@ -125,7 +125,7 @@ impl Rollback<'_> {
         self.snapshot(op).await?;
         self.check_interrupt()?;
         let (var_file, var_args, variables) = self.tfvars(op).await?;
-        let plan_file = op.local_file("plans", ".tfplan");
+        let plan_file = op.local_file("plans", ".tfplan")?;
         let summary = self.plan(op, &var_args, &plan_file).await?;
         let base = Ended {
             status: Status::AlreadyAtTarget,
@@ -251,11 +251,6 @@ impl Rollback<'_> {
         plan_file: &Path,
     ) -> Result<PlanSummary, Error> {
         op.begin(Step::Plan).await?;
-        let plans = plan_file.parent().unwrap_or(plan_file);
-        fsx::create_private_dir(plans).map_err(|source| Error::Write {
-            path: plans.display().to_string(),
-            source,
-        })?;
         let summary = self.prepared.terraform.plan(var_args, plan_file).await?;
         self.check_interrupt()?;
         if summary.has_changes() {
@@ -381,7 +376,7 @@ impl Rollback<'_> {
                 .into());
             }
         }
-        let verify_plan = op.local_file("plans", "-verify.tfplan");
+        let verify_plan = op.local_file("plans", "-verify.tfplan")?;
         let follow_up = self.prepared.terraform.plan(var_args, &verify_plan).await;
         let _ = std::fs::remove_file(&verify_plan);
         if follow_up?.has_changes() {
@@ -556,16 +551,12 @@ async fn preflight(
     }))
 }
 
-/// The rollback variables as a JSON var file; 0600 when it holds a sensitive value.
+/// The rollback variables as a JSON var file, 0600: the values a rollback sets are nobody
+/// else's business, sensitive or not.
 fn write_var_file(path: &Path, mapping: &Mapping) -> Result<PathBuf, Error> {
     let mut body = serde_json::to_vec_pretty(&mapping.tfvars()).unwrap_or_default();
     body.push(b'\n');
-    let mode = if mapping.variables.iter().any(|v| v.sensitive) {
-        0o600
-    } else {
-        0o644
-    };
-    fsx::write_atomic(path, &body, mode).map_err(|source| Error::Write {
+    fsx::write_atomic(path, &body, 0o600).map_err(|source| Error::Write {
         path: path.display().to_string(),
         source,
     })?;

@@ -18,7 +18,9 @@ use crate::model::state;
 use crate::printer::Printer;
 use crate::store::Store;
 use crate::store::fsx;
-use crate::store::journal::{Journal, LOCAL_DIR, Snapshot, Step, StepRecord, StepStatus};
+use crate::store::journal::{
+    Journal, LOCAL_DIR, Snapshot, Step, StepRecord, StepStatus, local_dir,
+};
 use crate::store::lock::{HeldLock, LockInfo};
 use crate::store::s3::{Condition, Fetched, Written};
 
@@ -138,16 +140,22 @@ impl<'a> Operation<'a> {
         self.engine.store
     }
 
-    /// A local file of this operation under `.tfrollback/<dir>/`, as an absolute path.
-    pub(crate) fn local_file(&self, dir: &str, suffix: &str) -> PathBuf {
-        fsx::absolute(
-            &self
+    /// A local file of this operation under `.tfrollback/<dir>/` (created private, kept out
+    /// of git), as an absolute path: terraform runs in the working directory.
+    pub(crate) fn local_file(&self, dir: &str, suffix: &str) -> Result<PathBuf, Error> {
+        let parent = local_dir(self.engine.workdir, dir).map_err(|source| Error::Write {
+            path: self
                 .engine
                 .workdir
                 .join(LOCAL_DIR)
                 .join(dir)
-                .join(format!("{}{suffix}", self.journal.operation_id)),
-        )
+                .display()
+                .to_string(),
+            source,
+        })?;
+        Ok(fsx::absolute(
+            &parent.join(format!("{}{suffix}", self.journal.operation_id)),
+        ))
     }
 
     /// Takes the lock for the operation (after its preflight); when that fails the operation
@@ -332,10 +340,9 @@ impl<'a> Operation<'a> {
             "{}-serial-{}.tfstate",
             self.journal.operation_id, summary.serial
         ));
-        let abs_dir = self.engine.workdir.join(&dir);
         let abs_file = self.engine.workdir.join(&file);
-        fsx::create_private_dir(&abs_dir)
-            .and_then(|()| fsx::write_atomic(&abs_file, &current.body, 0o600))
+        local_dir(self.engine.workdir, "snapshots")
+            .and_then(|_| fsx::write_atomic(&abs_file, &current.body, 0o600))
             .map_err(|source| Error::Write {
                 path: abs_file.display().to_string(),
                 source,
@@ -433,6 +440,11 @@ impl<'a> Operation<'a> {
         let journals = &self.store().journals;
         if owned {
             journals.finish(&mut self.journal).await?;
+            // Finished: the snapshot is no longer needed here (its S3 version stays), and it
+            // holds the whole state, secrets in clear.
+            if let Some(snapshot) = &self.journal.snapshot {
+                let _ = std::fs::remove_file(self.engine.workdir.join(&snapshot.file));
+            }
         } else {
             self.journal.finished = true;
             journals.remove_pending(&self.journal.operation_id);

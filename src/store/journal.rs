@@ -15,6 +15,27 @@ use crate::store::s3::{Condition, S3Error, StateStore};
 /// The directory of local files: snapshots, plans, the local journal.
 pub(crate) const LOCAL_DIR: &str = ".tfrollback";
 
+/// Creates `<workdir>/.tfrollback/<sub>` (0700) with a `.gitignore` that keeps all of it out of
+/// the user's repository: snapshots and plans hold the whole state, secrets in clear.
+pub(crate) fn local_dir(workdir: &Path, sub: &str) -> std::io::Result<PathBuf> {
+    let top = workdir.join(LOCAL_DIR);
+    fsx::create_private_dir(&top)?;
+    let ignore = top.join(".gitignore");
+    if !ignore.exists() {
+        fsx::write_atomic(
+            &ignore,
+            b"# tfrollback's snapshots, plans and journals hold the state: never commit them.\n*\n",
+            0o600,
+        )?;
+    }
+    if sub.is_empty() {
+        return Ok(top);
+    }
+    let dir = top.join(sub);
+    fsx::create_private_dir(&dir)?;
+    Ok(dir)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum StepStatus {
@@ -142,14 +163,14 @@ pub(crate) enum JournalError {
 #[derive(Clone)]
 pub(crate) struct JournalStore {
     store: StateStore,
-    local: PathBuf,
+    workdir: PathBuf,
 }
 
 impl JournalStore {
     pub(crate) fn new(store: StateStore, workdir: &Path) -> JournalStore {
         JournalStore {
             store,
-            local: workdir.join(LOCAL_DIR),
+            workdir: workdir.to_path_buf(),
         }
     }
 
@@ -158,21 +179,25 @@ impl JournalStore {
     }
 
     fn local_file(&self) -> PathBuf {
-        self.local.join("journal.json")
+        self.workdir.join(LOCAL_DIR).join("journal.json")
     }
 
     /// Where an operation keeps its journal until it holds the lock: a file of its own, so an
     /// operation that never gets the lock never touches the journal of one that has it.
     fn pending_file(&self, operation_id: &str) -> PathBuf {
-        self.local
+        self.workdir
+            .join(LOCAL_DIR)
             .join("journals")
             .join(format!("{operation_id}.json"))
     }
 
     /// Writes the journal of an operation that does not hold the lock (yet).
     pub(crate) fn write_pending(&self, journal: &Journal) -> Result<(), JournalError> {
-        let path = self.pending_file(&journal.operation_id);
-        write_private(&path, journal)
+        write_private(
+            local_dir(&self.workdir, "journals"),
+            &format!("{}.json", journal.operation_id),
+            journal,
+        )
     }
 
     /// Forgets the pending journal of an operation that ends without having held the lock.
@@ -183,7 +208,7 @@ impl JournalStore {
     /// The unfinished journals of operations that had not (yet) written their journal under
     /// the lock: one of them may hold the lock if it died right after taking it.
     pub(crate) fn pending(&self) -> Vec<Journal> {
-        let Ok(entries) = std::fs::read_dir(self.local.join("journals")) else {
+        let Ok(entries) = std::fs::read_dir(self.workdir.join(LOCAL_DIR).join("journals")) else {
             return vec![];
         };
         entries
@@ -197,7 +222,7 @@ impl JournalStore {
     /// Writes the local copy only (before the lock is taken, when writing next to the state
     /// could clobber another operation's journal).
     pub(crate) fn write_local(&self, journal: &Journal) -> Result<(), JournalError> {
-        write_private(&self.local_file(), journal)
+        write_private(local_dir(&self.workdir, ""), "journal.json", journal)
     }
 
     /// Writes both copies; S3 first, since it survives the machine.
@@ -247,14 +272,20 @@ impl JournalStore {
     }
 }
 
-/// Writes a journal file 0600 in a 0700 directory, atomically.
-fn write_private(path: &Path, journal: &Journal) -> Result<(), JournalError> {
+/// Writes a journal file 0600, atomically, in `dir` (made private, with its `.gitignore`).
+fn write_private(
+    dir: std::io::Result<PathBuf>,
+    name: &str,
+    journal: &Journal,
+) -> Result<(), JournalError> {
     let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
-    path.parent()
-        .map_or(Ok(()), fsx::create_private_dir)
-        .and_then(|()| fsx::write_atomic(path, &bytes, 0o600))
-        .map_err(|source| JournalError::Local {
-            path: path.display().to_string(),
-            source,
-        })
+    let mut path = PathBuf::from(name);
+    dir.and_then(|dir| {
+        path = dir.join(name);
+        fsx::write_atomic(&path, &bytes, 0o600)
+    })
+    .map_err(|source| JournalError::Local {
+        path: path.display().to_string(),
+        source,
+    })
 }

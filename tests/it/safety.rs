@@ -129,3 +129,95 @@ fn a_kms_key_applies_only_with_encrypt_true_as_terraform_does() {
         );
     }
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn local_files_stay_private_and_out_of_the_users_repository() {
+    let sb = Sandbox::new("bluegreen");
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green")]);
+    let git = |args: &[&str]| {
+        let out = sb.command("git").args(args).output().expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+
+    // Under umask 000, held at the confirm step: the plan terraform wrote is private too.
+    let go_on = sb.dir.parent().unwrap().join("go-on");
+    let script = format!(
+        "umask 000 && exec '{}' -C '{}' to previous --auto-approve --max-destroy 10",
+        env!("CARGO_BIN_EXE_tfrollback"),
+        sb.dir.display()
+    );
+    let mut child = sb
+        .command("sh")
+        .args(["-c", &script])
+        .env(
+            "TFROLLBACK_FAILPOINT",
+            format!("confirm=wait:{}", go_on.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tfrollback");
+    let local = sb.dir.join(".tfrollback");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    let plan = loop {
+        if let Some(plan) = files_in(&local.join("plans")).into_iter().next() {
+            break plan;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no plan file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        mode(&plan),
+        0o600,
+        "the saved plan holds the state in clear"
+    );
+    let snapshots = files_in(&local.join("snapshots"));
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(mode(&snapshots[0]), 0o600);
+    let untracked = git(&["status", "--porcelain", "--untracked-files=all"]);
+    assert!(
+        !untracked.contains(".tfrollback"),
+        "snapshots, plans and journals stay out of git status:\n{untracked}"
+    );
+    std::fs::write(&go_on, "").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert_eq!(
+        files_in(&local.join("snapshots")),
+        Vec::<std::path::PathBuf>::new(),
+        "a cleanly finished rollback leaves no snapshot behind (S3 keeps the version)"
+    );
+    assert_eq!(
+        mode(&sb.dir.join("tfrollback.tfvars.json")),
+        0o600,
+        "the rollback var file is private even without a sensitive value"
+    );
+    let untracked = git(&["status", "--porcelain", "--untracked-files=all"]);
+    assert!(!untracked.contains(".tfrollback"), "{untracked}");
+}
