@@ -1,6 +1,7 @@
 //! `tfrollback recover`: finishes a rollback that was interrupted (killed, crashed, or whose
-//! restore failed). When the apply may have started, the snapshot is restored exactly as a
-//! failed rollback would; the lock is released only when it is this operation's own.
+//! restore failed). When the apply was interrupted, the snapshot is restored exactly as a
+//! failed rollback would; when the apply had finished, the state terraform wrote is kept. The
+//! lock is released only when it is this operation's own.
 
 use crate::cli::RecoverArgs;
 use crate::commands::audit::Audit;
@@ -66,6 +67,19 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
             "recover    the interrupted restore left the state whole (current version {}); releasing its lock",
             now.version_id.map(|v| v.to_string()).unwrap_or_default()
         ));
+    } else if op.journal.apply_finished() && !op.journal.restoring() {
+        // terraform's apply ran to its end and wrote its state: that state describes the
+        // infrastructure as it is now. Putting the snapshot back would make it lie.
+        op.skip(Step::Recover);
+        let verified = op.journal.verified();
+        ctx.printer.note(if verified {
+            "recover    the interrupted rollback had finished and was verified: keeping its state, releasing the lock"
+        } else {
+            "recover    the interrupted rollback's apply had finished: keeping the state terraform wrote, releasing the lock"
+        });
+        if !verified {
+            next.push("The rollback was not verified: run `terraform plan` with the rollback var file to check it converged.".into());
+        }
     } else if op.journal.apply_started() && op.journal.snapshot.is_some() {
         op.begin(Step::Recover).await?;
         match op.restore_snapshot().await {

@@ -141,6 +141,26 @@ impl Journal {
         self.steps.iter().any(|s| s.name.changes_state())
     }
 
+    /// Whether the operation's own terraform apply ran to its end: the state terraform wrote
+    /// then describes the infrastructure as it is.
+    pub(crate) fn apply_finished(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.name == Step::Apply && s.status == StepStatus::Ok)
+    }
+
+    /// Whether the operation had begun to put its snapshot back (after a failed apply).
+    pub(crate) fn restoring(&self) -> bool {
+        self.steps.iter().any(|s| s.name == Step::Restore)
+    }
+
+    /// Whether the rollback was verified before it was interrupted.
+    pub(crate) fn verified(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.name == Step::Verify && s.status == StepStatus::Ok)
+    }
+
     pub(crate) fn last_step(&self) -> Option<&StepRecord> {
         self.steps.last()
     }

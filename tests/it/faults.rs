@@ -99,7 +99,9 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
 
 #[test]
 fn a_kill_at_any_step_of_to_is_recoverable() {
-    for step in ["snapshot", "tfvars", "plan", "confirm", "apply", "verify"] {
+    // After the apply finished (verify, unlock) the state is kept: see
+    // a_kill_after_the_apply_finished_keeps_the_state_terraform_wrote.
+    for step in ["snapshot", "tfvars", "plan", "confirm", "apply"] {
         let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
@@ -471,4 +473,31 @@ fn a_refused_second_run_leaves_the_running_ones_journal_alone() {
     );
     check_recoverable(&sb, &before);
     assert_eq!(sb.current_output("active_slot"), json!("green"));
+}
+
+#[test]
+fn a_kill_after_the_apply_finished_keeps_the_state_terraform_wrote() {
+    // Killed while releasing the lock (apply and verify done) or while verifying (apply done):
+    // the state terraform wrote describes the infrastructure as it now is, so `recover` keeps
+    // it and only finishes the release. Writing the snapshot back would make the state describe
+    // infrastructure that no longer exists.
+    for step in ["unlock", "verify"] {
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+        let before = sb.version_ids();
+        let failpoint = format!("{step}=pause");
+        let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", &failpoint)]);
+        wait_for_journal(&sb, step, |j| last_step(j) == step);
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let applied = sb.version_ids();
+        assert_eq!(sb.current_output("active_slot"), json!("blue"), "killed at {step}");
+        check_recoverable(&sb, &before);
+        assert_eq!(
+            sb.version_ids(),
+            applied,
+            "killed at {step}: recover wrote no state over terraform's"
+        );
+        assert_eq!(sb.current_output("active_slot"), json!("blue"), "killed at {step}");
+    }
 }
