@@ -237,6 +237,19 @@ pub(crate) enum Refusal {
     #[error("terraform (pid {pid}) started by the interrupted rollback is still running")]
     TerraformStillRunning { pid: u32 },
     #[error(
+        "terraform planned against serial {planned_serial} (lineage {planned_lineage}), not the snapshot taken under the lock (serial {snapshot_serial}): someone wrote the state without the lock; nothing was applied"
+    )]
+    PlanOfAnotherState {
+        snapshot_serial: u64,
+        planned_serial: u64,
+        planned_lineage: String,
+    },
+    #[error("{}", other_state(.ours, .terraforms.as_deref()))]
+    OtherState {
+        ours: String,
+        terraforms: Option<String>,
+    },
+    #[error(
         "a rollback of this state is unfinished: operation {operation_id} (`tfrollback {command}`, by {who}, started {started_at}); starting another could undo what it did"
     )]
     Unfinished {
@@ -255,6 +268,7 @@ impl Refusal {
             Refusal::NobodyToAsk
                 | Refusal::MissingVarFile { .. }
                 | Refusal::AmbiguousOperation { .. }
+                | Refusal::OtherState { .. }
         )
     }
 
@@ -278,6 +292,8 @@ impl Refusal {
             Refusal::NothingMapped { .. } => "nothing_mapped",
             Refusal::TerraformStillRunning { .. } => "terraform_still_running",
             Refusal::Unfinished { .. } => "unfinished_operation",
+            Refusal::OtherState { .. } => "other_state",
+            Refusal::PlanOfAnotherState { .. } => "plan_of_another_state",
         }
     }
 
@@ -304,8 +320,21 @@ impl Refusal {
             Refusal::NoSlotValue { .. } => "name it with --slot-var, or map it with --map OUTPUT.PATH=VARIABLE".into(),
             Refusal::NothingMapped { .. } => "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
             Refusal::TerraformStillRunning { .. } => "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
+            Refusal::PlanOfAnotherState { .. } => "find out who wrote it (`tfrollback list`, `tfrollback history`), then run the rollback again".into(),
+            Refusal::OtherState { .. } => "run the command without --bucket/--key/--workspace so it follows terraform, or re-run `terraform init` (with -backend-config, or -reconfigure) for the state you mean".into(),
             Refusal::Unfinished { .. } => "if it is still running, wait for it; if it was interrupted, run `tfrollback recover` to finish it (`tfrollback status` shows it and the lock)".into(),
         }
+    }
+}
+
+fn other_state(ours: &str, terraforms: Option<&str>) -> String {
+    match terraforms {
+        Some(theirs) => format!(
+            "the flags name {ours}, but terraform in this directory uses {theirs}: a rollback would lock one state and apply to the other"
+        ),
+        None => format!(
+            "the flags name {ours}, but terraform in this directory is not initialized for an S3 backend: a rollback would apply to another state"
+        ),
     }
 }
 

@@ -51,6 +51,12 @@ impl SettingsError {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) workdir: PathBuf,
+    /// terraform's data directory: `TF_DATA_DIR` (relative to the working directory, as
+    /// terraform runs there), else `.terraform`.
+    pub(crate) data_dir: PathBuf,
+    /// The state terraform itself would use in this directory, per its init state, for the
+    /// selected workspace: `to` and `restore` refuse to run terraform against another one.
+    pub(crate) terraform_location: Option<String>,
     pub(crate) backend: Backend,
     pub(crate) page_size: i32,
     /// Who runs this: `user@host`, the host, and the CI run.
@@ -82,6 +88,7 @@ pub(crate) struct Terminal {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Env {
     pub(crate) tf_workspace: Option<String>,
+    pub(crate) tf_data_dir: Option<PathBuf>,
     pub(crate) sse_customer_key: Option<String>,
     pub(crate) user: Option<String>,
     pub(crate) host: String,
@@ -113,6 +120,7 @@ impl Env {
             .map(|base| base.join("tfrollback"));
         Env {
             tf_workspace: var("TF_WORKSPACE"),
+            tf_data_dir: var("TF_DATA_DIR").map(PathBuf::from),
             sse_customer_key: var("AWS_SSE_CUSTOMER_KEY"),
             user,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -159,8 +167,14 @@ impl Settings {
             use_path_style: args.path_style.then_some(true),
             ..BackendConfig::default()
         };
+        let data_dir = workdir.join(
+            env.tf_data_dir
+                .as_deref()
+                .unwrap_or(Path::new(".terraform")),
+        );
+        let init = read_init_state(&data_dir)?;
         let mut merged = flags;
-        if let Some(init) = read_init_state(&workdir)? {
+        if let Some(init) = init.clone() {
             merged = merged.or(init);
         }
         if merged.bucket.is_none() || merged.key.is_none() {
@@ -182,13 +196,14 @@ impl Settings {
         })?;
         let workspace = match args.workspace.clone().or(env.tf_workspace.clone()) {
             Some(w) => w,
-            None => read_environment_file(&workdir)?.unwrap_or_else(|| "default".into()),
+            None => read_environment_file(&data_dir)?.unwrap_or_else(|| "default".into()),
         };
         if workspace.is_empty() || workspace.contains('/') {
             return Err(SettingsError::BadWorkspace { name: workspace });
         }
         let prefix = merged.workspace_key_prefix.unwrap_or_else(|| "env:".into());
         let key = workspace_key(&base_key, &workspace, &prefix);
+        let terraform_location = init.and_then(|init| location_of(init, &workspace));
         let encryption = encryption(
             merged.encrypt,
             merged.kms_key_id,
@@ -199,6 +214,8 @@ impl Settings {
             .clone()
             .or_else(|| env.endpoint_s3.clone());
         Ok(Settings {
+            data_dir,
+            terraform_location,
             workdir,
             backend: Backend {
                 bucket,
@@ -258,8 +275,28 @@ fn read_optional(path: &Path) -> Result<Option<String>, SettingsError> {
     }
 }
 
-fn read_init_state(workdir: &Path) -> Result<Option<BackendConfig>, SettingsError> {
-    let path = workdir.join(".terraform").join("terraform.tfstate");
+/// The state terraform uses in a directory initialized with `init`, for `workspace`.
+fn location_of(init: BackendConfig, workspace: &str) -> Option<String> {
+    let prefix = init.workspace_key_prefix.unwrap_or_else(|| "env:".into());
+    Some(format!(
+        "s3://{}/{}",
+        init.bucket?,
+        workspace_key(&init.key?, workspace, &prefix)
+    ))
+}
+
+/// The state terraform would use in `data_dir`'s directory for `workspace`, as its init state
+/// says (None: not initialized for an S3 backend).
+pub(crate) fn terraform_location(
+    data_dir: &Path,
+    workspace: &str,
+) -> Result<Option<String>, SettingsError> {
+    Ok(read_init_state(data_dir)?.and_then(|init| location_of(init, workspace)))
+}
+
+/// The backend `terraform init` recorded in the data directory, if it did.
+fn read_init_state(data_dir: &Path) -> Result<Option<BackendConfig>, SettingsError> {
+    let path = data_dir.join("terraform.tfstate");
     match read_optional(&path)? {
         Some(text) => Ok(BackendConfig::from_init_state(
             &path.display().to_string(),
@@ -269,8 +306,8 @@ fn read_init_state(workdir: &Path) -> Result<Option<BackendConfig>, SettingsErro
     }
 }
 
-fn read_environment_file(workdir: &Path) -> Result<Option<String>, SettingsError> {
-    let path = workdir.join(".terraform").join("environment");
+fn read_environment_file(data_dir: &Path) -> Result<Option<String>, SettingsError> {
+    let path = data_dir.join("environment");
     Ok(read_optional(&path)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty()))

@@ -28,6 +28,8 @@ pub(crate) enum TerraformError {
     BadJson { command: String, detail: String },
     #[error("`{command}` was stopped by a signal")]
     Killed { command: String },
+    #[error("cannot read the saved plan {path}: {detail}")]
+    PlanUnreadable { path: String, detail: String },
     #[error("cannot prepare the plan file {path}: {source}")]
     PlanFile {
         path: String,
@@ -96,10 +98,22 @@ pub(crate) struct PlanSummary {
     pub(crate) addresses: Vec<String>,
 }
 
+/// Which state a terraform child works on: the working directory, its data directory
+/// (`TF_DATA_DIR`, else `.terraform`) and the workspace tfrollback locked. Every child gets
+/// `TF_WORKSPACE`, so the directory's selected workspace can never send an apply elsewhere.
+#[derive(Debug, Clone)]
+pub(crate) struct Pinned {
+    pub(crate) dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) workspace: String,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Terraform {
     bin: PathBuf,
     dir: PathBuf,
+    data_dir: PathBuf,
+    workspace: String,
     /// Becomes true when tfrollback is asked to stop; the running child then gets SIGINT.
     interrupt: tokio::sync::watch::Receiver<bool>,
 }
@@ -109,7 +123,7 @@ impl Terraform {
     pub(crate) fn locate(
         flag: Option<&Path>,
         env: Option<OsString>,
-        dir: &Path,
+        pinned: Pinned,
         interrupt: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Terraform, TerraformError> {
         let wanted: PathBuf = flag
@@ -131,7 +145,9 @@ impl Terraform {
         let bin = unwrap_setup_terraform(bin, std::env::var_os("TERRAFORM_CLI_PATH"));
         Ok(Terraform {
             bin,
-            dir: dir.to_path_buf(),
+            dir: pinned.dir,
+            data_dir: pinned.data_dir,
+            workspace: pinned.workspace,
             interrupt,
         })
     }
@@ -147,6 +163,8 @@ impl Terraform {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args)
             .current_dir(&self.dir)
+            .env("TF_WORKSPACE", &self.workspace)
+            .env("TF_DATA_DIR", &self.data_dir)
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .stdin(Stdio::null())
@@ -289,8 +307,27 @@ impl Terraform {
             })
     }
 
+    /// The lineage and serial of the state a saved plan was made against: terraform keeps
+    /// that state as the `tfstate` entry of the plan file (a zip archive).
+    pub(crate) fn planned_against(plan: &Path) -> Result<(String, u64), TerraformError> {
+        let unreadable = |detail: String| TerraformError::PlanUnreadable {
+            path: plan.display().to_string(),
+            detail,
+        };
+        let file = std::fs::File::open(plan).map_err(|e| unreadable(e.to_string()))?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| unreadable(e.to_string()))?;
+        let mut entry = archive
+            .by_name("tfstate")
+            .map_err(|e| unreadable(format!("no prior state in it ({e})")))?;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut body).map_err(|e| unreadable(e.to_string()))?;
+        let summary =
+            crate::model::state::summarize(&body).map_err(|e| unreadable(e.to_string()))?;
+        Ok((summary.lineage, summary.serial))
+    }
+
     pub(crate) fn is_initialized(&self) -> bool {
-        self.dir.join(".terraform").is_dir()
+        self.data_dir.join("terraform.tfstate").is_file()
     }
 
     pub(crate) async fn init(&mut self) -> Result<(), TerraformError> {

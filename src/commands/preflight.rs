@@ -8,8 +8,9 @@ use crate::commands::Context;
 use crate::error::{Error, Refusal};
 use crate::model::selector::{self, ObjectVersion, Selector, VersionId};
 use crate::model::state::State;
+use crate::settings::terraform_location;
 use crate::store::fsx::absolute;
-use crate::terraform::Terraform;
+use crate::terraform::{Pinned, Terraform};
 
 /// The current version and the one a rollback goes to, with their bodies: what `to` and
 /// `restore` both start from. Nothing has been changed when this returns.
@@ -124,7 +125,13 @@ pub(crate) async fn prepare_terraform(
     target: &VersionId,
     target_terraform: &str,
 ) -> Result<(Terraform, String), Error> {
-    let mut terraform = Terraform::locate(flag, None, &ctx.settings.workdir, interrupt)?;
+    let settings = &ctx.settings;
+    let pinned = Pinned {
+        dir: absolute(&settings.workdir),
+        data_dir: absolute(&settings.data_dir),
+        workspace: settings.backend.workspace.clone(),
+    };
+    let mut terraform = Terraform::locate(flag, None, pinned, interrupt)?;
     let version = terraform.version().await?;
     if crate::terraform::is_newer(target_terraform, &version) {
         return Err(Refusal::TerraformTooOld {
@@ -135,10 +142,20 @@ pub(crate) async fn prepare_terraform(
         }
         .into());
     }
+    let mut terraforms = settings.terraform_location.clone();
     if !terraform.is_initialized() {
         ctx.printer
             .note("preflight  the working directory is not initialized: running terraform init");
         terraform.init().await?;
+        terraforms = terraform_location(&settings.data_dir, &settings.backend.workspace)?;
+    }
+    // terraform applies to the state its own init recorded; that must be the one locked.
+    if terraforms.as_deref() != Some(ctx.location().as_str()) {
+        return Err(Refusal::OtherState {
+            ours: ctx.location(),
+            terraforms,
+        }
+        .into());
     }
     Ok((terraform, version))
 }

@@ -253,6 +253,19 @@ impl Rollback<'_> {
         op.begin(Step::Plan).await?;
         let summary = self.prepared.terraform.plan(var_args, plan_file).await?;
         self.check_interrupt()?;
+        // The plan must be of the state the lock protects, as the snapshot saw it: one made
+        // against a state someone wrote since (ignoring the lock) is never applied.
+        let (lineage, serial) = Terraform::planned_against(plan_file)?;
+        if let Some(snap) = &op.journal.snapshot
+            && (lineage != snap.lineage || serial != snap.serial)
+        {
+            return Err(Refusal::PlanOfAnotherState {
+                snapshot_serial: snap.serial,
+                planned_serial: serial,
+                planned_lineage: lineage,
+            }
+            .into());
+        }
         if summary.has_changes() {
             self.ctx.printer.note(&format!(
                 "plan       {} to add, {} to change, {} to destroy{}",

@@ -491,13 +491,60 @@ fn a_kill_after_the_apply_finished_keeps_the_state_terraform_wrote() {
         child.kill().unwrap();
         child.wait().unwrap();
         let applied = sb.version_ids();
-        assert_eq!(sb.current_output("active_slot"), json!("blue"), "killed at {step}");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("blue"),
+            "killed at {step}"
+        );
         check_recoverable(&sb, &before);
         assert_eq!(
             sb.version_ids(),
             applied,
             "killed at {step}: recover wrote no state over terraform's"
         );
-        assert_eq!(sb.current_output("active_slot"), json!("blue"), "killed at {step}");
+        assert_eq!(
+            sb.current_output("active_slot"),
+            json!("blue"),
+            "killed at {step}"
+        );
     }
+}
+
+#[test]
+fn a_plan_made_against_another_state_than_the_snapshot_is_never_applied() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let gate = sb.dir.parent().unwrap().join("go");
+    let failpoint = format!("tfvars=wait:{}", gate.display());
+    let mut cmd = sb.tfr_command(ROLLBACK);
+    cmd.env("TFROLLBACK_FAILPOINT", &failpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let j = wait_for_journal(&sb, "the tfvars step", |j| last_step(j) == "tfvars");
+    // Someone ignores the lock: a real terraform apply writes the state after the snapshot.
+    sb.terraform(&[
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-lock=false",
+        "-var=active_slot=green",
+        "-var=green_version=v3",
+    ])
+    .ok();
+    let theirs = sb.version_ids()[0].clone();
+    assert_ne!(json!(theirs), j["snapshot"]["version_id"]);
+    std::fs::write(&gate, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("snapshot"), "{stderr}");
+    assert_eq!(
+        sb.version_ids()[0],
+        theirs,
+        "nothing was applied over their write"
+    );
+    assert_eq!(sb.current_output("green_version"), json!("v3"));
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], Value::Null, "{status:#}");
+    assert_eq!(status["unfinished"], Value::Null, "{status:#}");
 }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{LockStyle, Sandbox};
+use crate::support::{LockStyle, Sandbox, deployed};
 
 /// A 256-bit SSE-C key, base64 (moto accepts SSE-C headers and ignores them).
 const SSE_C_KEY: &str = "dGZyb2xsYmFjay1zc2UtYy1rZXktMDEyMzQ1Njc4OWE=";
@@ -220,4 +220,107 @@ fn local_files_stay_private_and_out_of_the_users_repository() {
     );
     let untracked = git(&["status", "--porcelain", "--untracked-files=all"]);
     assert!(!untracked.contains(".tfrollback"), "{untracked}");
+}
+
+#[test]
+fn terraform_rolls_back_the_workspace_tfrollback_locked_not_the_selected_one() {
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::DynamoDb)
+        .build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.terraform(&["workspace", "new", "staging"]).ok();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.terraform(&["workspace", "select", "default"]).ok();
+    let staging_key = format!("env:/staging/{}", sb.key);
+    let default_before = sb.version_ids();
+
+    // `default` is selected in the directory; the flag names staging.
+    let report = sb
+        .tfr(&[
+            "--workspace",
+            "staging",
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["status"], json!("rolled_back"), "{report:#}");
+    assert_eq!(
+        sb.s3().get_json(&staging_key, None)["outputs"]["active_slot"]["value"],
+        json!("blue"),
+        "staging is back on blue"
+    );
+    assert_eq!(sb.version_ids(), default_before, "default was not written");
+    assert_eq!(
+        sb.current_output("active_slot"),
+        json!("green"),
+        "default kept green"
+    );
+}
+
+#[test]
+fn the_state_is_found_in_tf_data_dir_as_terraform_finds_it() {
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::LockFile)
+        .backend_block(false)
+        .env("TF_DATA_DIR", ".tfdata")
+        .build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    assert!(sb.dir.join(".tfdata/terraform.tfstate").is_file());
+    assert!(!sb.dir.join(".terraform/terraform.tfstate").exists());
+    let listed = sb.tfr(&["list", "--json"]).ok().json();
+    assert_eq!(listed["bucket"], json!(sb.bucket));
+    sb.tfr(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
+        .ok();
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    // terraform, in the same data directory, agrees with the state it finds.
+    let plan = sb.terraform(&[
+        "plan",
+        "-input=false",
+        "-detailed-exitcode",
+        "-var=active_slot=blue",
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+}
+
+#[test]
+fn flags_naming_another_state_than_terraform_uses_are_refused() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let before = sb.version_ids();
+    let other = Sandbox::builder("bluegreen")
+        .lock(LockStyle::DynamoDb)
+        .build();
+    other.apply(&[("active_slot", "blue")]);
+    other.apply(&[("active_slot", "green")]);
+    let other_before = other.version_ids();
+    // The directory is initialized for `sb`'s bucket; the flags name `other`'s.
+    let run = sb
+        .tfr(&[
+            "--bucket",
+            &other.bucket,
+            "--key",
+            &other.key,
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+        ])
+        .code(2);
+    assert!(
+        run.stderr.contains(&other.bucket) && run.stderr.contains(&sb.bucket),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert_eq!(sb.version_ids(), before);
+    assert_eq!(other.version_ids(), other_before);
+    assert_eq!(other.current_output("active_slot"), json!("green"));
 }

@@ -177,7 +177,10 @@ fn private_files_are_private_whatever_the_umask() {
     assert_eq!(mode(&local.join("journal.json")), 0o600);
     // The snapshot (0600 while the operation runs: safety::local_files_stay_private_...) is
     // removed once the rollback finished cleanly.
-    assert_eq!(files_under(&local.join("snapshots")), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_under(&local.join("snapshots")),
+        Vec::<std::path::PathBuf>::new()
+    );
     assert_eq!(mode(&local.join(".gitignore")), 0o600);
     let cache = sb.dir.parent().unwrap().join("cache/tfrollback/summaries");
     assert_eq!(mode(&cache), 0o700);

@@ -44,9 +44,16 @@ pub struct SandboxBuilder {
     key: String,
     backend_block: bool,
     settings: Vec<(String, String)>,
+    env: Vec<(String, String)>,
 }
 
 impl SandboxBuilder {
+    /// One more environment variable for every command the sandbox runs (terraform's too).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// One more backend setting (as the block or `-backend-config` gives it).
     pub fn setting(mut self, name: &str, value: &str) -> Self {
         self.settings.push((name.to_string(), value.to_string()));
@@ -116,6 +123,7 @@ impl SandboxBuilder {
             lock: self.lock,
             backend_block: self.backend_block,
             settings: self.settings,
+            extra_env: self.env,
         };
 
         let s3 = sandbox.s3();
@@ -180,6 +188,8 @@ pub struct Sandbox {
     backend_block: bool,
     /// Backend settings beyond the lab's own (see [`SandboxBuilder::setting`]).
     settings: Vec<(String, String)>,
+    /// Environment beyond the lab's own (see [`SandboxBuilder::env`]).
+    extra_env: Vec<(String, String)>,
 }
 
 impl Drop for Sandbox {
@@ -206,6 +216,7 @@ impl Sandbox {
             key: "app/terraform.tfstate".to_string(),
             backend_block: true,
             settings: vec![],
+            env: vec![],
         }
     }
 
@@ -253,7 +264,11 @@ impl Sandbox {
             ("XDG_CACHE_HOME", root.join("cache").display().to_string()),
             ("HOME", root.join("home").display().to_string()),
         ];
-        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(self.extra_env.iter().cloned())
+            .collect()
     }
 
     /// A command for `program` in the sandbox directory with the sandbox environment and
