@@ -193,6 +193,11 @@ pub(crate) struct RunArgs {
     /// The terraform binary (terraform or tofu)
     #[arg(long, value_name = "PATH", env = "TFROLLBACK_TERRAFORM")]
     pub(crate) terraform_bin: Option<PathBuf>,
+
+    /// Go ahead although the backend configures no state lock (nothing keeps others out). A
+    /// lock that is configured is always taken.
+    #[arg(long)]
+    pub(crate) no_lock: bool,
 }
 
 #[derive(Debug, Args)]

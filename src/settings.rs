@@ -177,12 +177,12 @@ impl Settings {
         if let Some(init) = init.clone() {
             merged = merged.or(init);
         }
-        if merged.bucket.is_none() || merged.key.is_none() {
-            for (file, text) in read_tf_files(&workdir)? {
-                if let Some(block) = BackendConfig::from_tf(&file, &text)? {
-                    merged = merged.or(block);
-                    break;
-                }
+        // The block comes last, field by field: flags naming the bucket and key must not lose
+        // the lock table or encryption that only the block (before any `terraform init`) names.
+        for (file, text) in read_tf_files(&workdir)? {
+            if let Some(block) = BackendConfig::from_tf(&file, &text)? {
+                merged = merged.or(block);
+                break;
             }
         }
         let dir = workdir.display().to_string();

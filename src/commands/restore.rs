@@ -124,7 +124,8 @@ async fn restore(
         .as_ref()
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    op.start(tf_version, args.run.lock_timeout).await?;
+    op.start(tf_version, args.run.lock_timeout, args.run.no_lock)
+        .await?;
     let result = locked(
         args,
         &mut op,

@@ -75,8 +75,12 @@ async fn roll_back(
         "preflight  target {} (serial {}), current {}",
         prepared.target.version_id, prepared.target_serial, prepared.current.version_id
     ));
-    op.start(prepared.terraform_version.clone(), args.run.lock_timeout)
-        .await?;
+    op.start(
+        prepared.terraform_version.clone(),
+        args.run.lock_timeout,
+        args.run.no_lock,
+    )
+    .await?;
     ctx.printer.note("lock       held");
 
     let mut run = Rollback {

@@ -166,7 +166,14 @@ impl<'a> Operation<'a> {
         &mut self,
         terraform_version: String,
         timeout: Duration,
+        no_lock: bool,
     ) -> Result<(), Error> {
+        if !self.store().locker.enabled() && !no_lock {
+            return Err(Refusal::NoLock {
+                location: self.store().location(),
+            }
+            .into());
+        }
         if let Some(other) = self.store().unfinished().await? {
             return Err(Refusal::Unfinished {
                 operation_id: other.operation_id,

@@ -398,11 +398,12 @@ fn a_full_disk_stops_the_rollback_before_any_change() {
     let before = sb.version_ids();
     let local = sb.dir.join(".tfrollback");
     std::fs::create_dir_all(&local).unwrap();
-    // A private mount namespace with an 8 KiB tmpfs over .tfrollback: the journal fits, the
-    // snapshot (8.5 KiB) does not. The mount goes away with the process.
+    // A private mount namespace with a 16 KiB tmpfs (four pages) over .tfrollback: the
+    // .gitignore and the journals fit, the snapshot (8.5 KiB: three pages) does not. The mount
+    // goes away with the process.
     let bin = env!("CARGO_BIN_EXE_tfrollback");
     let script = format!(
-        "mount -t tmpfs -o size=8k tmpfs '{}' && exec '{bin}' -C '{}' {}",
+        "mount -t tmpfs -o size=16k tmpfs '{}' && exec '{bin}' -C '{}' {}",
         local.display(),
         sb.dir.display(),
         ROLLBACK.join(" ")

@@ -324,3 +324,93 @@ fn flags_naming_another_state_than_terraform_uses_are_refused() {
     assert_eq!(other.version_ids(), other_before);
     assert_eq!(other.current_output("active_slot"), json!("green"));
 }
+
+#[test]
+fn flags_without_init_still_take_the_lock_the_backend_block_configures() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    // A fresh checkout: no `terraform init` yet, so only the block knows about the lock table.
+    std::fs::remove_dir_all(sb.dir.join(".terraform")).unwrap();
+    let gate = sb.dir.parent().unwrap().join("go");
+    let child = sb
+        .tfr_command(&[
+            "--bucket",
+            &sb.bucket,
+            "--key",
+            &sb.key,
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+        ])
+        .env(
+            "TFROLLBACK_FAILPOINT",
+            format!("confirm=wait:{}", gate.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let table = sb.table.clone().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    let held = loop {
+        if let Some(item) = sb.dynamodb().get(&table, &sb.lock_id()) {
+            break item;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the DynamoDB lock was never taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(held["Info"].contains("tfrollback to previous"), "{held:?}");
+    std::fs::write(&gate, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert!(
+        sb.dynamodb().get(&table, &sb.lock_id()).is_none(),
+        "released"
+    );
+}
+
+#[test]
+fn a_rollback_with_no_lock_configured_needs_no_lock_said_out_loud() {
+    let sb = Sandbox::builder("bluegreen").lock(LockStyle::None).build();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.apply(&[("active_slot", "green")]);
+    let before = sb.version_ids();
+    let refused = sb
+        .tfr(&[
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--json",
+        ])
+        .code(1);
+    assert_eq!(refused.json()["error"]["kind"], json!("refused.no_lock"));
+    assert!(refused.stderr.contains("--no-lock"), "{}", refused.stderr);
+    assert_eq!(sb.version_ids(), before, "nothing was written");
+    let restore = sb.tfr(&["restore", "previous", "--auto-approve"]).code(1);
+    assert!(restore.stderr.contains("--no-lock"), "{}", restore.stderr);
+    assert_eq!(sb.version_ids(), before);
+
+    let run = sb
+        .tfr(&[
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--no-lock",
+        ])
+        .ok();
+    assert!(run.stderr.contains("no state lock"), "{}", run.stderr);
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+}
