@@ -245,6 +245,14 @@ pub(crate) enum Refusal {
         planned_lineage: String,
     },
     #[error(
+        "the state changed before the lock was taken: `{selector}` now names {now}, not {was} as when the command started; nothing was changed"
+    )]
+    TargetMoved {
+        selector: String,
+        was: VersionId,
+        now: VersionId,
+    },
+    #[error(
         "the backend of {location} configures no state lock (neither use_lockfile nor dynamodb_table): nothing would keep others out during the rollback"
     )]
     NoLock { location: String },
@@ -298,6 +306,7 @@ impl Refusal {
             Refusal::Unfinished { .. } => "unfinished_operation",
             Refusal::OtherState { .. } => "other_state",
             Refusal::NoLock { .. } => "no_lock",
+            Refusal::TargetMoved { .. } => "target_moved",
             Refusal::PlanOfAnotherState { .. } => "plan_of_another_state",
         }
     }
@@ -326,6 +335,7 @@ impl Refusal {
             Refusal::NothingMapped { .. } => "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
             Refusal::TerraformStillRunning { .. } => "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
             Refusal::PlanOfAnotherState { .. } => "find out who wrote it (`tfrollback list`, `tfrollback history`), then run the rollback again".into(),
+            Refusal::TargetMoved { .. } => "look at `tfrollback list` and run the command again, or name the version id you mean".into(),
             Refusal::NoLock { .. } => "configure `use_lockfile = true` (or a dynamodb_table) in the backend, or pass --no-lock if nobody else can write this state now".into(),
             Refusal::OtherState { .. } => "run the command without --bucket/--key/--workspace so it follows terraform, or re-run `terraform init` (with -backend-config, or -reconfigure) for the state you mean".into(),
             Refusal::Unfinished { .. } => "if it is still running, wait for it; if it was interrupted, run `tfrollback recover` to finish it (`tfrollback status` shows it and the lock)".into(),

@@ -86,6 +86,27 @@ impl Endpoints {
     }
 }
 
+/// Under the lock, when the state moved since preflight (the snapshot is not the version
+/// preflight read): resolves `selector` again and stops if it now names another version, so
+/// `previous` never means a version the user did not see.
+pub(crate) async fn target_still(
+    ctx: &Context,
+    selector: &Selector,
+    resolved: &VersionId,
+) -> Result<(), Error> {
+    let listing = ctx.listing(selector.depth()).await?;
+    let now = selector.resolve(&listing, &ctx.location())?;
+    if &now.version_id != resolved {
+        return Err(Refusal::TargetMoved {
+            selector: selector.to_string(),
+            was: resolved.clone(),
+            now: now.version_id.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Refuses a target from another state's history unless that is what the user asked for.
 pub(crate) fn same_lineage(target: &str, current: &str, allowed: bool) -> Result<(), Error> {
     if target != current && !allowed {

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use crate::cli::RestoreArgs;
 use crate::commands::audit::Audit;
-use crate::commands::preflight::{Endpoints, Resolved, prepare_terraform, user_var_files};
+use crate::commands::preflight::{
+    Endpoints, Resolved, prepare_terraform, target_still, user_var_files,
+};
 use crate::commands::prompt::{approve, require_answerable};
 use crate::commands::{Context, Outcome};
 use crate::error::{Error, Exit, Refusal};
@@ -127,7 +129,9 @@ async fn restore(
     op.start(tf_version, args.run.lock_timeout, args.run.no_lock)
         .await?;
     let result = locked(
+        ctx,
         args,
+        &current.version_id,
         &mut op,
         ends.target_text.as_bytes(),
         terraform.as_mut().map(|(tf, _)| tf),
@@ -185,7 +189,9 @@ struct Restored {
 }
 
 async fn locked(
+    ctx: &Context,
     args: &RestoreArgs,
+    preflight_current: &VersionId,
     op: &mut Operation<'_>,
     target_body: &[u8],
     terraform: Option<&mut Terraform>,
@@ -198,6 +204,10 @@ async fn locked(
         "snapshot   {} (serial {})",
         snapshot.file, snapshot.serial
     ));
+    if &snapshot.version_id != preflight_current {
+        printer.note("note: the state changed while the lock was being taken; checking again");
+        target_still(ctx, &args.version, &op.journal.target.version_id).await?;
+    }
     op.begin(Step::Confirm).await?;
     approve(
         args.run.auto_approve,

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::cli::ToArgs;
 use crate::commands::audit::Audit;
 use crate::commands::preflight::{
-    Endpoints, Resolved, prepare_terraform, same_lineage, user_var_files,
+    Endpoints, Resolved, prepare_terraform, same_lineage, target_still, user_var_files,
 };
 use crate::commands::prompt::{approve, require_answerable};
 use crate::commands::{Context, Outcome};
@@ -213,6 +213,12 @@ impl Rollback<'_> {
             self.ctx
                 .printer
                 .note("note: the state changed while the lock was being taken; checking again");
+            target_still(
+                self.ctx,
+                &self.args.version,
+                &self.prepared.target.version_id,
+            )
+            .await?;
             same_lineage(
                 &self.prepared.target_lineage,
                 &snap.lineage,

@@ -549,3 +549,48 @@ fn a_plan_made_against_another_state_than_the_snapshot_is_never_applied() {
     assert_eq!(status["lock"], Value::Null, "{status:#}");
     assert_eq!(status["unfinished"], Value::Null, "{status:#}");
 }
+
+#[test]
+fn a_relative_target_that_moved_before_the_lock_stops_the_rollback() {
+    for command in ["to", "restore"] {
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+        let gate = sb.dir.parent().unwrap().join("go");
+        let failpoint = format!("lock=wait:{}", gate.display());
+        let mut args = vec![command, "previous", "--auto-approve"];
+        if command == "to" {
+            args.extend(["--max-destroy", "10"]);
+        } else {
+            args.push("--no-plan");
+        }
+        let mut cmd = sb.tfr_command(&args);
+        cmd.env("TFROLLBACK_FAILPOINT", &failpoint)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        // Held before taking the lock: a deploy lands meanwhile, so `previous` now names
+        // another version than the one resolved in preflight.
+        let deadline = Instant::now() + Duration::from_mins(2);
+        while !sb.dir.join(".tfrollback/journals").is_dir() {
+            assert!(
+                Instant::now() < deadline,
+                "{command} never reached the lock step"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sb.apply(&[("active_slot", "green"), ("green_version", "v3")]);
+        let deployed_now = sb.version_ids();
+        std::fs::write(&gate, b"").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("`previous` now"), "{command}: {stderr}");
+        assert_eq!(
+            sb.version_ids(),
+            deployed_now,
+            "{command}: nothing was written"
+        );
+        assert_eq!(sb.current_output("green_version"), json!("v3"));
+        let status = sb.tfr(&["status", "--json"]).ok().json();
+        assert_eq!(status["lock"], Value::Null, "{command}: {status:#}");
+    }
+}
