@@ -14,7 +14,8 @@ Exit codes:
   2  usage error (bad flag, argument or version selector)
   3  the rollback failed and the state was restored to the snapshot taken before it
   4  the rollback failed and restoring the snapshot failed too (run `tfrollback recover`)
-  5  the state is locked by someone else
+  5  the state is locked by someone else, or another rollback of it is unfinished
+  7  rolled back, but verification failed afterwards (the state terraform wrote is kept)
 
 Version selectors: an S3 version id, `current`, `previous` (the version before the current
 one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark).";

@@ -24,6 +24,9 @@ pub(crate) enum Exit {
     Restored = 3,
     RestoreFailed = 4,
     Locked = 5,
+    /// Rolled back, but the result does not check out (verification failed after a successful
+    /// apply); the state terraform wrote is kept.
+    Unverified = 7,
 }
 
 impl From<Exit> for ExitCode {

@@ -185,25 +185,35 @@ impl Rollback<'_> {
             .apply(op, &plan_file, summary.addresses.len() as u64)
             .await;
         let _ = std::fs::remove_file(&plan_file);
-        let failure = if let Err(e) = applied {
-            e.render()
-        } else {
-            op.begin(Step::Verify).await?;
-            match self.verify(op, &var_args).await {
-                Ok(new_version) => {
-                    return Ok(Ended {
-                        status: Status::RolledBack,
-                        new_version_id: new_version,
-                        verified: true,
-                        ..base
-                    });
+        if let Err(e) = applied {
+            // The apply failed part way: the snapshot goes back.
+            op.finish_step(StepStatus::Failed);
+            let failure = e.render();
+            self.ctx.printer.note(&failure);
+            return restore(op, failure, base).await;
+        }
+        op.begin(Step::Verify).await?;
+        Ok(match self.verify(op, &var_args).await {
+            Ok(new_version) => Ended {
+                status: Status::RolledBack,
+                new_version_id: new_version,
+                verified: true,
+                ..base
+            },
+            // The apply succeeded: the state terraform wrote is its accurate record of what
+            // exists now. Writing the snapshot back would drop the objects it created.
+            Err(e) => {
+                op.finish_step(StepStatus::Failed);
+                let failure = e.render();
+                self.ctx.printer.note(&failure);
+                Ended {
+                    status: Status::RolledBackUnverified,
+                    new_version_id: op.current().await.ok().and_then(|now| now.version_id),
+                    error: Some(failure),
+                    ..base
                 }
-                Err(e) => e.render(),
             }
-        };
-        op.finish_step(StepStatus::Failed);
-        self.ctx.printer.note(&failure);
-        restore(op, failure, base).await
+        })
     }
 
     async fn snapshot(&self, op: &mut Operation<'_>) -> Result<(), Error> {
@@ -442,6 +452,7 @@ async fn finish(
     let exit = match ended.status {
         Status::Restored => Exit::Restored,
         Status::RestoreFailed => Exit::RestoreFailed,
+        Status::RolledBackUnverified => Exit::Unverified,
         _ => Exit::Ok,
     };
     let mut next = vec![];
@@ -468,6 +479,12 @@ async fn finish(
         if ended.status == Status::RolledBack {
             next.push(format!(
                 "Note: the next normal `terraform apply` undoes this rollback unless the values in {} go into your configuration or pipeline variables.",
+                ended.var_file.clone().unwrap_or_default()
+            ));
+        }
+        if ended.status == Status::RolledBackUnverified {
+            next.push(format!(
+                "The apply succeeded but verification did not: the state is terraform's record of what it did. Run `terraform plan -var-file={}` to see what does not converge.",
                 ended.var_file.clone().unwrap_or_default()
             ));
         }

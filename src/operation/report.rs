@@ -17,6 +17,8 @@ use crate::store::journal::{Journal, Step, StepRecord, StepStatus};
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
     RolledBack,
+    /// The apply succeeded, verification failed; the state terraform wrote is kept.
+    RolledBackUnverified,
     AlreadyAtTarget,
     Planned,
     Restored,
@@ -30,6 +32,9 @@ impl Status {
     fn headline(self) -> &'static str {
         match self {
             Status::RolledBack => "rolled back",
+            Status::RolledBackUnverified => {
+                "rolled back, but verification failed (the state terraform wrote is kept)"
+            }
             Status::AlreadyAtTarget => "already at the target version",
             Status::Planned => "planned (dry run, nothing changed)",
             Status::Restored => "rollback failed; the state was restored to the snapshot",

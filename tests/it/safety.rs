@@ -414,3 +414,62 @@ fn a_rollback_with_no_lock_configured_needs_no_lock_said_out_loud() {
     assert!(run.stderr.contains("no state lock"), "{}", run.stderr);
     assert_eq!(sb.current_output("active_slot"), json!("blue"));
 }
+
+#[test]
+fn a_verification_failure_after_a_successful_apply_keeps_terraforms_state() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    // A resource that changes on every plan: the rollback applies, but no follow-up plan can
+    // ever be clean, so verification fails after a successful apply.
+    std::fs::write(
+        sb.dir.join("clock.tf"),
+        "resource \"terraform_data\" \"clock\" {\n  triggers_replace = timestamp()\n}\n",
+    )
+    .unwrap();
+    let before = sb.version_ids();
+    let run = sb
+        .tfr(&[
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--json",
+        ])
+        .code(7);
+    let report = run.json();
+    assert_eq!(
+        report["status"],
+        json!("rolled_back_unverified"),
+        "{report:#}"
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("follow-up plan"),
+        "{report:#}"
+    );
+    // The state is the one terraform wrote for the rollback: blue, with the clock it created.
+    let state = sb.current_state();
+    assert_eq!(state["outputs"]["active_slot"]["value"], json!("blue"));
+    assert!(
+        state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == json!("clock")),
+        "terraform's record of the object it created is kept"
+    );
+    let after = sb.version_ids();
+    for id in &before {
+        assert!(after.contains(id), "version {id} was lost");
+    }
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], json!(null), "{status:#}");
+    assert_eq!(status["unfinished"], json!(null), "{status:#}");
+    let history = sb.tfr(&["history", "--json"]).ok().json();
+    assert_eq!(
+        history["records"][0]["result"],
+        json!("rolled_back_unverified")
+    );
+}
