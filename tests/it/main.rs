@@ -15,5 +15,6 @@ mod read_path;
 mod restore_marks;
 mod rollback;
 mod secrets;
+mod servers;
 mod snapshots;
 mod support;
