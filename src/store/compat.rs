@@ -297,12 +297,7 @@ pub(crate) fn diagnose(operation: &str, body: Option<&[u8]>, sdk_detail: &str) -
         return Problem::Empty;
     }
     let Some(found) = root(body) else {
-        let start: String = String::from_utf8_lossy(body)
-            .chars()
-            .filter(|c| !c.is_control() || *c == ' ')
-            .take(QUOTED_CHARS)
-            .collect();
-        return Problem::NotXml { start };
+        return not_xml(body);
     };
     match aws_root(operation) {
         Some(expected) if local_name(found.name) != expected => Problem::WrongRoot {
@@ -310,6 +305,34 @@ pub(crate) fn diagnose(operation: &str, body: Option<&[u8]>, sdk_detail: &str) -
             expected,
         },
         _ => unreadable(),
+    }
+}
+
+/// What was wrong with the body of an error answer that the SDK found no S3 error in (its
+/// root is `Error`, as AWS's); None when the body looks like one (or there is none to see).
+pub(crate) fn diagnose_error(body: Option<&[u8]>) -> Option<Problem> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        // HEAD answers and many 5xx from proxies have no body at all: nothing to describe.
+        return None;
+    }
+    match root(body) {
+        None => Some(not_xml(body)),
+        Some(found) if local_name(found.name) != "Error" => Some(Problem::WrongRoot {
+            found: found.name.to_string(),
+            expected: "Error",
+        }),
+        Some(_) => None,
+    }
+}
+
+fn not_xml(body: &[u8]) -> Problem {
+    Problem::NotXml {
+        start: String::from_utf8_lossy(body)
+            .chars()
+            .filter(|c| !c.is_control() || *c == ' ')
+            .take(QUOTED_CHARS)
+            .collect(),
     }
 }
 
@@ -455,6 +478,20 @@ mod tests {
         assert_eq!(
             diagnose("GetBucketVersioning", Some(b" \n"), ""),
             Problem::Empty
+        );
+    }
+
+    #[test]
+    fn describes_error_answers_that_are_no_s3_error_document() {
+        assert_eq!(
+            diagnose_error(Some(b"<Error><Code>SlowDown</Code></Error>")),
+            None
+        );
+        assert_eq!(diagnose_error(Some(b"")), None);
+        assert_eq!(diagnose_error(None), None);
+        assert_eq!(
+            diagnose_error(Some(b"Bad Gateway")).unwrap().to_string(),
+            "the body was not XML (it began \"Bad Gateway\")"
         );
     }
 

@@ -259,7 +259,15 @@ where
         _ => S3Error::Service {
             operation,
             target,
-            message: err.message().unwrap_or("no message").to_string(),
+            message: match err.message() {
+                Some(message) => message.to_string(),
+                // An error answer without S3's error document: say what came instead.
+                None => compat::diagnose_error(err.raw_response().and_then(HttpStatus::body_bytes))
+                    .map_or_else(
+                        || "the answer had neither an error code nor a message".to_string(),
+                        |problem| format!("the answer was no S3 error document: {problem}"),
+                    ),
+            },
             code: if code.is_empty() {
                 "unknown error".into()
             } else {
@@ -909,6 +917,26 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("bug in the SDK"), "{message}");
+    }
+
+    #[test]
+    fn an_error_answer_without_an_s3_error_document_says_what_came() {
+        use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningError;
+        let raw = aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(502).unwrap(),
+            aws_smithy_types::body::SdkBody::from("<html><h1>502 Bad Gateway</h1></html>"),
+        );
+        let meta = aws_smithy_types::error::ErrorMetadata::builder().build();
+        let e = classify(
+            SdkError::service_error(GetBucketVersioningError::generic(meta), raw),
+            "GetBucketVersioning",
+            "s3://b".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "S3 refused GetBucketVersioning on s3://b: HTTP 502: the answer was no S3 error \
+             document: the answer's XML root was <html> where S3 sends <Error>"
+        );
     }
 
     #[test]

@@ -476,12 +476,17 @@ fn stock_moto_really_answers_with_its_own_root_names() {
 
 /// A proxy in front of the patched moto whose GetBucketVersioning answers are `body`, 200 OK.
 fn answering_versioning_with(body: &str) -> Proxy {
+    answering_versioning_with_status(200, body)
+}
+
+/// A proxy in front of the patched moto whose GetBucketVersioning answers are `status`, `body`.
+fn answering_versioning_with_status(status: u16, body: &str) -> Proxy {
     let proxy = Proxy::start(&lab().endpoint);
     proxy.add(crate::support::Rule::new(
         "versioning",
         |h: &Head| h.method == "GET" && h.target.contains("?versioning"),
         Fault::Respond {
-            status: 200,
+            status,
             content_type: "application/xml",
             body: body.to_string(),
         },
@@ -526,4 +531,22 @@ fn an_answer_no_s3_sends_says_what_was_wrong_and_what_to_do() {
     }
     // Refused before anything was written.
     assert_eq!(sb.version_ids(), before);
+}
+
+#[test]
+fn an_error_answer_that_is_no_s3_error_document_says_what_came() {
+    let sb = deployed(LockStyle::DynamoDb, None);
+    // 400: not retried, so the test does not wait for the SDK's backoff.
+    let proxy = answering_versioning_with_status(400, "<html><h1>Bad Request</h1></html>");
+    let run = sb
+        .tfr_with(&["list"], &[("AWS_ENDPOINT_URL", proxy.endpoint.as_str())])
+        .code(1);
+    let expected = format!(
+        "error: S3 refused GetBucketVersioning on s3://{}: HTTP 400: the answer was no S3 error \
+         document: the answer's XML root was <html> where S3 sends <Error>",
+        sb.bucket
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+    assert_eq!(proxy.hits("versioning"), 1);
 }
