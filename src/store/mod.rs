@@ -3,6 +3,7 @@
 //! through the `Store` handle built once per run.
 
 pub(crate) mod cache;
+pub(crate) mod compat;
 pub(crate) mod fsx;
 pub(crate) mod history;
 pub(crate) mod journal;

@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 
 use crate::model::backend::{Backend, Encryption};
 use crate::model::selector::{ObjectVersion, VersionId};
+use crate::store::compat::{self, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum S3Error {
@@ -23,6 +24,8 @@ pub(crate) enum S3Error {
     NoSuchKey { target: String },
     #[error("no version {version} of {target}")]
     NoSuchVersion { version: String, target: String },
+    #[error("version {version} of {target} is a delete marker, not a state")]
+    DeleteMarker { version: String, target: String },
     #[error("access denied: {operation} on {target}")]
     AccessDenied {
         operation: &'static str,
@@ -68,6 +71,13 @@ pub(crate) enum S3Error {
     BadPagination { target: String },
     #[error("reading {target} failed mid-body: {detail}")]
     Body { target: String, detail: String },
+    #[error("the answer to {operation} on {target} could not be read: {problem} (HTTP {status})")]
+    UnreadableAnswer {
+        operation: &'static str,
+        target: String,
+        status: u16,
+        problem: Problem,
+    },
 }
 
 impl S3Error {
@@ -78,6 +88,9 @@ impl S3Error {
             }
             S3Error::NoSuchKey { .. } => "check --key and --workspace; `tfrollback list` shows what exists".into(),
             S3Error::NoSuchVersion { .. } => "run `tfrollback list` to see the versions".into(),
+            S3Error::DeleteMarker { .. } => {
+                "name a version that holds a state: `tfrollback list` marks delete markers with x".into()
+            }
             S3Error::AccessDenied { operation, .. } => format!(
                 "the AWS identity in use needs the s3:{} permission on the bucket{} (docs/iam.md lists the minimal policy)",
                 iam_action(operation),
@@ -103,6 +116,9 @@ impl S3Error {
             S3Error::Service { .. } | S3Error::BadPagination { .. } => {
                 "run again with -vv for the full answer; if it persists, check the endpoint and the bucket's policy".into()
             }
+            S3Error::UnreadableAnswer { .. } => {
+                "the endpoint (--endpoint-url, AWS_ENDPOINT_URL, the backend's endpoints) may not be an S3-compatible server, or something in between answered for it; run again with -vv to log the answer (docs/s3-compatible.md lists the servers tfrollback is tested against)".into()
+            }
         })
     }
 }
@@ -118,21 +134,71 @@ fn iam_action(operation: &str) -> &str {
     }
 }
 
-/// Access to a raw response's status code, for errors that carry no error code.
+/// Access to a raw response's status code and body, for errors that carry no error code.
 pub(crate) trait HttpStatus {
     fn http_status(&self) -> u16;
+    /// The body, when it was read into memory (not for streamed answers such as GetObject's).
+    fn body_bytes(&self) -> Option<&[u8]>;
 }
 
 impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn http_status(&self) -> u16 {
         self.status().as_u16()
     }
+
+    fn body_bytes(&self) -> Option<&[u8]> {
+        self.body().bytes()
+    }
+}
+
+/// How much of an unreadable answer's body a debug log shows.
+const LOGGED_BODY_BYTES: usize = 4096;
+
+/// The error at the end of `err`'s chain of sources: for an answer that could not be read,
+/// the decoder's own words rather than the SDK's wrappers.
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err;
+    while let Some(source) = last.source() {
+        last = source;
+    }
+    // The SDK blames itself for answers that are the server's fault.
+    last.to_string()
+        .replace(" This is likely a bug in the SDK.", "")
+}
+
+/// The error for a 2xx answer the SDK could not read: what was wrong with it, from its body.
+fn unreadable<E, R>(
+    err: &SdkError<E, R>,
+    operation: &'static str,
+    target: String,
+    status: u16,
+) -> S3Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + HttpStatus + 'static,
+{
+    let body = err.raw_response().and_then(HttpStatus::body_bytes);
+    // State bodies (GetObject) hold secrets: they are streamed, never logged.
+    if let Some(body) = body.filter(|_| operation != "GetObject") {
+        tracing::debug!(
+            operation,
+            %target,
+            "the answer that could not be read (first {LOGGED_BODY_BYTES} bytes): {}",
+            String::from_utf8_lossy(&body[..body.len().min(LOGGED_BODY_BYTES)])
+        );
+    }
+    S3Error::UnreadableAnswer {
+        operation,
+        target,
+        status,
+        problem: compat::diagnose(operation, body, &innermost(err)),
+    }
 }
 
 fn classify<E, R>(err: SdkError<E, R>, operation: &'static str, target: String) -> S3Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + HttpStatus,
+    R: fmt::Debug + HttpStatus + 'static,
 {
     match &err {
         SdkError::TimeoutError(_) => return S3Error::Timeout { operation, target },
@@ -147,6 +213,10 @@ where
     }
     let status = err.raw_response().map(HttpStatus::http_status);
     tracing::debug!(operation, %target, ?status, error = %DisplayErrorContext(&err), "S3 error");
+    // A success status on an error: the answer came, but the SDK could not read it.
+    if let Some(status) = status.filter(|s| (200..300).contains(s)) {
+        return unreadable(&err, operation, target, status);
+    }
     let code = match (err.code(), status) {
         (Some(code), _) => code.to_string(),
         // Some errors come without a body (HEAD requests, some S3-compatible servers).
@@ -164,6 +234,16 @@ where
             version: String::new(),
             target,
         },
+        // S3 (and LocalStack) answer a read of a delete marker's version 405; stock moto
+        // answers 404 NoSuchVersion instead, which lands above.
+        "MethodNotAllowed"
+            if operation.starts_with("GetObject") || operation.ends_with("ObjectTagging") =>
+        {
+            S3Error::DeleteMarker {
+                version: String::new(),
+                target,
+            }
+        }
         "AccessDenied" | "AllAccessDisabled" => S3Error::AccessDenied { operation, target },
         "PreconditionFailed" | "ConditionalRequestConflict" => S3Error::PreconditionFailed {
             target,
@@ -179,7 +259,15 @@ where
         _ => S3Error::Service {
             operation,
             target,
-            message: err.message().unwrap_or("no message").to_string(),
+            message: match err.message() {
+                Some(message) => message.to_string(),
+                // An error answer without S3's error document: say what came instead.
+                None => compat::diagnose_error(err.raw_response().and_then(HttpStatus::body_bytes))
+                    .map_or_else(
+                        || "the answer had neither an error code nor a message".to_string(),
+                        |problem| format!("the answer was no S3 error document: {problem}"),
+                    ),
+            },
             code: if code.is_empty() {
                 "unknown error".into()
             } else {
@@ -279,7 +367,10 @@ impl StateStore {
         backend: &Backend,
         page_size: i32,
     ) -> StateStore {
-        let mut s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(backend.path_style);
+        let mut s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(backend.path_style)
+            // Stock moto's answers differ from AWS's in naming only: see store::compat.
+            .interceptor(compat::RootNames);
         if let Some(endpoint) = &backend.endpoint_s3 {
             s3 = s3.endpoint_url(endpoint);
         }
@@ -477,6 +568,10 @@ impl StateStore {
                 version: version.to_string(),
                 target,
             },
+            S3Error::DeleteMarker { target, .. } => S3Error::DeleteMarker {
+                version: version.to_string(),
+                target,
+            },
             other => other,
         }
     }
@@ -630,16 +725,10 @@ impl StateStore {
                 .sse_customer_key(key)
                 .sse_customer_key_md5(customer_key_md5(key));
         }
-        let out =
-            req.send()
-                .await
-                .map_err(|e| match classify(e, "GetObject", self.location()) {
-                    S3Error::NoSuchVersion { target, .. } => S3Error::NoSuchVersion {
-                        version: version.to_string(),
-                        target,
-                    },
-                    other => other,
-                })?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.version_error(classify(e, "GetObject", self.location()), version))?;
         Ok(out.body)
     }
 
@@ -754,6 +843,120 @@ mod tests {
             .map(|v| v.version_id.to_string())
             .collect();
         assert_eq!(ids, ["dm2", "v3", "v2", "dm1", "v1"]);
+    }
+
+    /// The error the SDK gives for a 200 answer whose XML it rejects, with that answer.
+    fn rejected(
+        body: &'static str,
+    ) -> SdkError<
+        aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningError,
+        aws_smithy_runtime_api::http::Response,
+    > {
+        use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningError;
+        let raw = aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(200).unwrap(),
+            aws_smithy_types::body::SdkBody::from(body),
+        );
+        SdkError::service_error(
+            GetBucketVersioningError::unhandled(aws_smithy_xml_error()),
+            raw,
+        )
+    }
+
+    fn aws_smithy_xml_error() -> Box<dyn std::error::Error + Send + Sync> {
+        "encountered invalid XML root: expected VersioningConfiguration but got StartEl { .. }. This is likely a bug in the SDK.".into()
+    }
+
+    #[test]
+    fn an_answer_with_another_root_says_which_operation_what_and_what_to_do() {
+        let e = classify(
+            rejected(
+                "<?xml version=\"1.0\"?><BucketVersioning><Status>Enabled</Status></BucketVersioning>",
+            ),
+            "GetBucketVersioning",
+            "s3://tfr-state".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "the answer to GetBucketVersioning on s3://tfr-state could not be read: \
+             the answer's XML root was <BucketVersioning> where S3 sends <VersioningConfiguration> (HTTP 200)"
+        );
+        let hint = e.hint().unwrap();
+        assert!(
+            hint.contains("may not be an S3-compatible server"),
+            "{hint}"
+        );
+        assert!(hint.contains("-vv"), "{hint}");
+        assert!(!e.to_string().contains("no message"));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_xml_says_so() {
+        let e = classify(
+            rejected("Welcome to nginx!"),
+            "GetBucketVersioning",
+            "s3://tfr-state".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "the answer to GetBucketVersioning on s3://tfr-state could not be read: \
+             the body was not XML (it began \"Welcome to nginx!\") (HTTP 200)"
+        );
+    }
+
+    #[test]
+    fn an_answer_with_the_right_root_quotes_the_decoder_not_the_sdks_self_blame() {
+        let e = classify(
+            rejected("<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"),
+            "GetBucketVersioning",
+            "s3://tfr-state".into(),
+        );
+        let message = e.to_string();
+        assert!(
+            message.contains("encountered invalid XML root"),
+            "{message}"
+        );
+        assert!(!message.contains("bug in the SDK"), "{message}");
+    }
+
+    #[test]
+    fn an_error_answer_without_an_s3_error_document_says_what_came() {
+        use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningError;
+        let raw = aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(502).unwrap(),
+            aws_smithy_types::body::SdkBody::from("<html><h1>502 Bad Gateway</h1></html>"),
+        );
+        let meta = aws_smithy_types::error::ErrorMetadata::builder().build();
+        let e = classify(
+            SdkError::service_error(GetBucketVersioningError::generic(meta), raw),
+            "GetBucketVersioning",
+            "s3://b".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "S3 refused GetBucketVersioning on s3://b: HTTP 502: the answer was no S3 error \
+             document: the answer's XML root was <html> where S3 sends <Error>"
+        );
+    }
+
+    #[test]
+    fn a_delete_markers_version_answered_405_is_named_a_delete_marker() {
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        let raw = aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(405).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        let meta = aws_smithy_types::error::ErrorMetadata::builder()
+            .code("MethodNotAllowed")
+            .message("The specified method is not allowed against this resource.")
+            .build();
+        let e = classify(
+            SdkError::service_error(GetObjectError::generic(meta), raw),
+            "GetObject",
+            "s3://b/k".into(),
+        );
+        assert!(matches!(e, S3Error::DeleteMarker { .. }), "{e:?}");
+        assert!(e.hint().unwrap().contains("tfrollback list"));
     }
 
     #[test]

@@ -16,5 +16,6 @@ mod restore_marks;
 mod rollback;
 mod safety;
 mod secrets;
+mod servers;
 mod snapshots;
 mod support;

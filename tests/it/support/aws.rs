@@ -363,6 +363,24 @@ impl S3 {
         })
     }
 
+    /// The base64 SHA-256 checksum S3 stored with one version of `key`, if any (what a
+    /// backend writing with a checksum leaves, and what the server checked the upload against).
+    pub fn checksum_sha256(&self, key: &str, version_id: &str) -> Option<String> {
+        block_on(&self.rt, async {
+            let out = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .version_id(version_id)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("HeadObject {}/{key}: {}", self.bucket, sdk_error(&e)));
+            out.checksum_sha256().map(str::to_string)
+        })
+    }
+
     /// Whether `key` currently exists (false when its latest version is a delete marker).
     pub fn exists(&self, key: &str) -> bool {
         block_on(&self.rt, async {

@@ -1,9 +1,9 @@
 //! Test support: everything the scenarios stand on, and no scenario. One local AWS server
-//! (moto) per test binary, sandboxes on it, and ways to run the real binaries and to read the
-//! truth from S3 and DynamoDB directly.
+//! per flavor (patched moto, stock moto, LocalStack) and test binary, sandboxes on them, and
+//! ways to run the real binaries and to read the truth from S3 and DynamoDB directly.
 //!
-//! - [`server`]: the moto server ([`Lab`](server::Lab)), free ports, the repository root, the
-//!   command timeout.
+//! - [`server`]: the servers ([`Lab`](server::Lab), one per [`Flavor`]), free ports, the
+//!   repository root, the command timeout.
 //! - [`sandbox`]: a terraform working directory bound to its own bucket ([`Sandbox`]), and
 //!   [`deployed`], the blue-then-green deploy most scenarios start from.
 //! - [`run`]: running a binary to completion and checking how it ended ([`Run`], or
@@ -26,5 +26,5 @@ pub mod yaml;
 
 pub use proxy::{Fault, Head, Proxy, Rule};
 pub use run::{Logged, Run, find_on_path, run_logged, scrub_env, write_executable};
-pub use sandbox::{LockStyle, SECRET, Sandbox, deployed};
-pub use server::{free_port, lab, repo_file, repo_root};
+pub use sandbox::{LockStyle, SECRET, Sandbox, deployed, deployed_on};
+pub use server::{Flavor, free_port, lab, repo_file, repo_root, server};

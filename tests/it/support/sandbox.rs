@@ -1,5 +1,6 @@
 //! Sandboxes: each owns a terraform working directory (a copy of a fixture), a fresh
-//! versioned S3 bucket and (optionally) a DynamoDB lock table on the lab's server. Tests drive
+//! versioned S3 bucket and (optionally) a DynamoDB lock table on one of the lab's servers
+//! (the patched moto unless [`SandboxBuilder::server`] names another). Tests drive
 //! the real `terraform` and the real `tfrollback` binary through [`Sandbox`]; nothing goes
 //! through a shell.
 //!
@@ -15,7 +16,7 @@ use md5::{Digest, Md5};
 
 use super::aws::{Dynamo, S3};
 use super::run::{Run, scrub_env};
-use super::server::{REGION, lab, repo_root};
+use super::server::{Flavor, REGION, repo_root, server};
 
 /// How the backend locks the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub struct SandboxBuilder {
     backend_block: bool,
     settings: Vec<(String, String)>,
     env: Vec<(String, String)>,
+    flavor: Flavor,
 }
 
 impl SandboxBuilder {
@@ -57,6 +59,12 @@ impl SandboxBuilder {
     /// One more backend setting (as the block or `-backend-config` gives it).
     pub fn setting(mut self, name: &str, value: &str) -> Self {
         self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Default [`Flavor::PatchedMoto`]. The server is started if no test has started it yet.
+    pub fn server(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
         self
     }
 
@@ -88,7 +96,12 @@ impl SandboxBuilder {
 
     /// Creates the bucket (and table), copies the fixture, writes backend.tf, runs init.
     pub fn build(self) -> Sandbox {
-        let lab = lab();
+        assert!(
+            !self.lock.dynamodb() || self.flavor.has_dynamodb(),
+            "{} serves no DynamoDB here: lock a sandbox on it with LockStyle::LockFile or None",
+            self.flavor.name()
+        );
+        let lab = server(self.flavor);
         let n = SANDBOX_COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let bucket = format!("tfr-{pid}-{n}");
@@ -217,6 +230,7 @@ impl Sandbox {
             backend_block: true,
             settings: vec![],
             env: vec![],
+            flavor: Flavor::PatchedMoto,
         }
     }
 
@@ -417,7 +431,15 @@ pub const SECRET: &str = "s3cr3t-hunter2-do-not-print";
 /// `green_version` is the build the second apply puts on green; `None` keeps the fixture's
 /// v1 there, so only the slot changes.
 pub fn deployed(lock: LockStyle, green_version: Option<&str>) -> Sandbox {
-    let sb = Sandbox::builder("bluegreen").lock(lock).build();
+    deployed_on(Flavor::PatchedMoto, lock, green_version)
+}
+
+/// [`deployed`] on the server of `flavor`.
+pub fn deployed_on(flavor: Flavor, lock: LockStyle, green_version: Option<&str>) -> Sandbox {
+    let sb = Sandbox::builder("bluegreen")
+        .lock(lock)
+        .server(flavor)
+        .build();
     sb.apply(&[("active_slot", "blue")]);
     match green_version {
         Some(version) => sb.apply(&[("active_slot", "green"), ("green_version", version)]),
