@@ -104,9 +104,11 @@ pub(crate) struct Orphan {
     pub(crate) id: Option<String>,
 }
 
-/// Objects in `current` that `restored` does not track: instances at an address the restored
-/// state lacks, and instances whose `id` differs from the one the restored state records there
-/// (the failed apply replaced them: the new object exists, the state points at the old one).
+/// Objects in `current` that `restored` does not track. An object with an `id` is tracked when
+/// the restored state holds that id at the same address, as its current or a deposed object
+/// (after a failed `create_before_destroy` the new object is current and the old one deposed).
+/// An object without an `id` is tracked only when the restored state holds the same attributes
+/// at the same address: it is reported when it differs, never silently passed over.
 pub(crate) fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
     let (Ok(cur_text), Ok(old_text)) =
         (std::str::from_utf8(current), std::str::from_utf8(restored))
@@ -116,27 +118,48 @@ pub(crate) fn orphans(current: &[u8], restored: &[u8]) -> Vec<Orphan> {
     let (Ok(cur), Ok(old)) = (State::parse(cur_text), State::parse(old_text)) else {
         return vec![];
     };
-    let id = |raw: &serde_json::value::RawValue| {
-        serde_json::from_str::<serde_json::Value>(raw.get())
+    let attributes = |raw: &serde_json::value::RawValue| {
+        serde_json::from_str::<Value>(raw.get())
             .ok()
-            .and_then(|v| {
-                v.pointer("/attributes/id")
-                    .and_then(|id| id.as_str())
-                    .map(str::to_string)
-            })
+            .and_then(|v| v.get("attributes").cloned())
     };
+    let id_of = |attrs: &Option<Value>| {
+        attrs
+            .as_ref()
+            .and_then(|a| a.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    // An object with an id is tracked when the restored state holds that id at the same
+    // address, current or deposed (a deposed old object is the snapshot's current one).
+    let base = |address: &str| {
+        address
+            .split(" (deposed ")
+            .next()
+            .unwrap_or(address)
+            .to_string()
+    };
+    let tracked_ids: std::collections::BTreeSet<(String, String)> = old
+        .instances
+        .iter()
+        .filter_map(|(address, raw)| id_of(&attributes(raw)).map(|id| (base(address), id)))
+        .collect();
     cur.instances
         .iter()
         .filter_map(|(address, raw)| {
-            let now = id(raw);
-            let tracked = old.instances.get(address).map(|r| id(r));
-            match tracked {
-                Some(before) if before == now => None,
-                _ => Some(Orphan {
-                    address: address.clone(),
-                    id: now,
-                }),
-            }
+            let now = attributes(raw);
+            let id = id_of(&now);
+            let tracked = match &id {
+                Some(id) => tracked_ids.contains(&(base(address), id.clone())),
+                None => old
+                    .instances
+                    .get(address)
+                    .is_some_and(|before| attributes(before) == now),
+            };
+            (!tracked).then(|| Orphan {
+                address: address.clone(),
+                id,
+            })
         })
         .collect()
 }
@@ -214,6 +237,43 @@ mod orphan_tests {
             "serial": 1, "lineage": "l", "outputs": {}, "resources": resources}),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn deposed_objects_and_objects_without_an_id_are_not_overlooked() {
+        // After a failed create_before_destroy: the new object is current, the old one deposed
+        // at the same address; the snapshot knew only the old one, as the current object.
+        let snapshot = serde_json::to_vec(&serde_json::json!({"version": 4,
+            "terraform_version": "1.11.4", "serial": 1, "lineage": "l", "outputs": {},
+            "resources": [
+                {"mode": "managed", "type": "t", "name": "web",
+                 "instances": [{"attributes": {"id": "web-old"}}]},
+                {"mode": "managed", "type": "t", "name": "noid",
+                 "instances": [{"attributes": {"name": "a"}}]}]}))
+        .unwrap();
+        let failed = serde_json::to_vec(&serde_json::json!({"version": 4,
+            "terraform_version": "1.11.4", "serial": 2, "lineage": "l", "outputs": {},
+            "resources": [
+                {"mode": "managed", "type": "t", "name": "web",
+                 "instances": [{"attributes": {"id": "web-new"}},
+                               {"deposed": "00000001", "attributes": {"id": "web-old"}}]},
+                {"mode": "managed", "type": "t", "name": "noid",
+                 "instances": [{"attributes": {"name": "b"}}]}]}))
+        .unwrap();
+        let found: Vec<(String, Option<String>)> = orphans(&failed, &snapshot)
+            .into_iter()
+            .map(|o| (o.address, o.id))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("t.noid".to_string(), None),
+                ("t.web".to_string(), Some("web-new".to_string())),
+            ],
+            "the deposed object is the one the snapshot tracks; the new one is not"
+        );
+        // An unchanged object without an id is not an orphan.
+        assert!(orphans(&snapshot, &snapshot).is_empty());
     }
 
     #[test]

@@ -461,6 +461,10 @@ struct ResourceV4<'a> {
 struct InstanceKey {
     #[serde(default)]
     index_key: Option<Value>,
+    /// Set on an object a `create_before_destroy` replacement left behind: the same address
+    /// then holds the new (current) object and this deposed one.
+    #[serde(default)]
+    deposed: Option<String>,
 }
 
 impl<'a> State<'a> {
@@ -485,22 +489,30 @@ impl<'a> State<'a> {
         for resource in &file.resources {
             let base = resource_address(resource);
             for raw in &resource.instances {
-                // Most instances have no index key: only parse the ones that may.
-                let key = if raw.get().contains("\"index_key\"") {
-                    serde_json::from_str::<InstanceKey>(raw.get())
-                        .map_err(|e| StateError::InvalidField {
-                            field: "resources",
-                            detail: e.to_string(),
+                // Most instances have no index key and are not deposed: only parse the ones
+                // that may be.
+                let key =
+                    if raw.get().contains("\"index_key\"") || raw.get().contains("\"deposed\"") {
+                        serde_json::from_str::<InstanceKey>(raw.get()).map_err(|e| {
+                            StateError::InvalidField {
+                                field: "resources",
+                                detail: e.to_string(),
+                            }
                         })?
-                        .index_key
-                } else {
-                    None
-                };
-                let address = match key {
+                    } else {
+                        InstanceKey {
+                            index_key: None,
+                            deposed: None,
+                        }
+                    };
+                let mut address = match key.index_key {
                     None => base.clone(),
                     Some(Value::String(s)) => format!("{base}[{}]", Value::String(s)),
                     Some(other) => format!("{base}[{other}]"),
                 };
+                if let Some(deposed) = key.deposed {
+                    address.push_str(&format!(" (deposed {deposed})"));
+                }
                 instances.insert(address, *raw);
             }
         }
