@@ -80,7 +80,8 @@ impl Error {
             Error::Selector(SelectorError::Invalid { .. })
             | Error::Mapping(MappingError::BadMap { .. }) => Exit::Usage,
             Error::Refused(r) if r.is_usage() => Exit::Usage,
-            Error::Lock(LockError::Held { .. }) | Error::Refused(Refusal::Unfinished { .. }) => {
+            Error::Lock(LockError::Held { .. })
+            | Error::Refused(Refusal::Unfinished { .. } | Refusal::StillAlive { .. }) => {
                 Exit::Locked
             }
             _ => Exit::Error,
@@ -248,6 +249,14 @@ pub(crate) enum Refusal {
         planned_lineage: String,
     },
     #[error(
+        "operation {operation_id} (by {who}) is still running: its heartbeat is {age_secs} s old; recover takes over only from an operation that stopped"
+    )]
+    StillAlive {
+        operation_id: String,
+        who: String,
+        age_secs: i64,
+    },
+    #[error(
         "the state changed before the lock was taken: `{selector}` now names {now}, not {was} as when the command started; nothing was changed"
     )]
     TargetMoved {
@@ -310,6 +319,7 @@ impl Refusal {
             Refusal::OtherState { .. } => "other_state",
             Refusal::NoLock { .. } => "no_lock",
             Refusal::TargetMoved { .. } => "target_moved",
+            Refusal::StillAlive { .. } => "still_alive",
             Refusal::PlanOfAnotherState { .. } => "plan_of_another_state",
         }
     }
@@ -338,6 +348,7 @@ impl Refusal {
             Refusal::NothingMapped { .. } => "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
             Refusal::TerraformStillRunning { .. } => "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
             Refusal::PlanOfAnotherState { .. } => "find out who wrote it (`tfrollback list`, `tfrollback history`), then run the rollback again".into(),
+            Refusal::StillAlive { .. } => "let it finish (or stop it with Ctrl-C where it runs); if its machine is gone, run `tfrollback recover` again once its heartbeat is older than three intervals (30 s by default)".into(),
             Refusal::TargetMoved { .. } => "look at `tfrollback list` and run the command again, or name the version id you mean".into(),
             Refusal::NoLock { .. } => "configure `use_lockfile = true` (or a dynamodb_table) in the backend, or pass --no-lock if nobody else can write this state now".into(),
             Refusal::OtherState { .. } => "run the command without --bucket/--key/--workspace so it follows terraform, or re-run `terraform init` (with -backend-config, or -reconfigure) for the state you mean".into(),

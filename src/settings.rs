@@ -71,6 +71,9 @@ pub(crate) struct Settings {
     pub(crate) step_summary: Option<PathBuf>,
     /// `TFROLLBACK_FAILPOINT=STEP=wait:FILE`: a test seam that stops an operation after a step.
     pub(crate) failpoint: Option<String>,
+    /// How often a running operation refreshes its heartbeat (`TFROLLBACK_HEARTBEAT`, seconds;
+    /// default 10). `recover` takes over only once three intervals passed without a beat.
+    pub(crate) heartbeat: Duration,
 }
 
 /// How the terminal wants output: resolved once, handed to the printer and the prompts.
@@ -98,6 +101,7 @@ pub(crate) struct Env {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) step_summary: Option<PathBuf>,
     pub(crate) failpoint: Option<String>,
+    pub(crate) heartbeat: Option<Duration>,
     pub(crate) plain: bool,
     pub(crate) automated: bool,
     pub(crate) columns: Option<usize>,
@@ -133,6 +137,10 @@ impl Env {
                 .map(Duration::from_secs_f64),
             step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             failpoint: var("TFROLLBACK_FAILPOINT"),
+            heartbeat: var("TFROLLBACK_HEARTBEAT")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| *s > 0.0)
+                .map(Duration::from_secs_f64),
             plain: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
                 || var("TERM").is_some_and(|t| t == "dumb"),
             automated: ["CI", "TF_IN_AUTOMATION"]
@@ -244,6 +252,7 @@ impl Settings {
             read_timeout: env.read_timeout.unwrap_or(Duration::from_secs(30)),
             step_summary: env.step_summary.clone(),
             failpoint: env.failpoint.clone(),
+            heartbeat: env.heartbeat.unwrap_or(Duration::from_secs(10)),
         })
     }
 }

@@ -68,6 +68,7 @@ impl Context {
             workdir: &self.settings.workdir,
             identity: &self.settings.identity,
             failpoint: self.settings.failpoint.as_deref(),
+            heartbeat: self.settings.heartbeat,
         }
     }
 

@@ -41,6 +41,19 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
         return Err(Refusal::TerraformStillRunning { pid }.into());
     }
 
+    // A live operation beats while it holds the lock, on whatever machine: never take over
+    // from it (it may be waiting at its prompt, or applying).
+    if let Some(beat) = ctx.store.journals.heartbeat().await?
+        && beat.operation_id == journal.operation_id
+        && beat.alive(jiff::Timestamp::now())
+    {
+        return Err(Refusal::StillAlive {
+            operation_id: journal.operation_id.clone(),
+            who: journal.who.clone(),
+            age_secs: beat.age_secs(jiff::Timestamp::now()),
+        }
+        .into());
+    }
     let mut op = Operation::resume(ctx.engine(), journal);
     let interrupted_command = op.journal.command.clone();
     let adopted = op.adopt_lock(String::new(), args.lock_timeout).await?;

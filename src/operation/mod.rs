@@ -19,7 +19,7 @@ use crate::printer::Printer;
 use crate::store::Store;
 use crate::store::fsx;
 use crate::store::journal::{
-    Journal, LOCAL_DIR, Snapshot, Step, StepRecord, StepStatus, local_dir,
+    Heartbeat, Journal, LOCAL_DIR, Snapshot, Step, StepRecord, StepStatus, local_dir,
 };
 use crate::store::lock::{HeldLock, LockInfo};
 use crate::store::s3::{Condition, Fetched, Written};
@@ -33,6 +33,8 @@ pub(crate) struct Engine<'a> {
     pub(crate) workdir: &'a Path,
     pub(crate) identity: &'a Identity,
     pub(crate) failpoint: Option<&'a str>,
+    /// How often the operation refreshes its heartbeat while it holds the lock.
+    pub(crate) heartbeat: Duration,
 }
 
 impl Engine<'_> {
@@ -81,6 +83,8 @@ pub(crate) struct Operation<'a> {
     held: Option<HeldLock>,
     /// Whether this operation ever held the lock: only then may it finish the shared journal.
     held_once: bool,
+    /// Beats while the lock is held, so no `recover` takes over a live operation.
+    heartbeat: Option<Heartbeat>,
     step_started: Option<Instant>,
 }
 
@@ -110,6 +114,7 @@ impl<'a> Operation<'a> {
             },
             held: None,
             held_once: false,
+            heartbeat: None,
             step_started: None,
         };
         op.journal.steps.push(StepRecord {
@@ -128,6 +133,7 @@ impl<'a> Operation<'a> {
             journal,
             held: None,
             held_once: false,
+            heartbeat: None,
             step_started: None,
         }
     }
@@ -299,7 +305,19 @@ impl<'a> Operation<'a> {
             .await?;
         self.held = Some(held);
         self.held_once = true;
+        self.beat().await?;
         self.save().await
+    }
+
+    /// Starts the heartbeat of a lock just taken or adopted.
+    async fn beat(&mut self) -> Result<(), Error> {
+        let beat = self
+            .store()
+            .journals
+            .start_heartbeat(&self.journal.operation_id, self.engine.heartbeat)
+            .await?;
+        self.heartbeat = Some(beat);
+        Ok(())
     }
 
     /// Adopts the lock of an interrupted operation when its ID is the one the journal
@@ -316,6 +334,7 @@ impl<'a> Operation<'a> {
         {
             self.held = Some(recorded);
             self.held_once = true;
+            self.beat().await?;
             return Ok(true);
         }
         let operation = format!("tfrollback recover {}", self.journal.operation_id);
@@ -443,6 +462,9 @@ impl<'a> Operation<'a> {
     pub(crate) async fn close(&mut self) -> Result<(), Error> {
         self.finish_step(StepStatus::Ok);
         let owned = self.held_once || self.owns_journal();
+        if let Some(beat) = self.heartbeat.take() {
+            self.store().journals.stop_heartbeat(beat).await;
+        }
         self.unlock().await?;
         let journals = &self.store().journals;
         if owned {

@@ -179,6 +179,46 @@ pub(crate) enum JournalError {
     Corrupt { place: String, detail: String },
 }
 
+/// A running operation's sign of life, next to the state: written when it takes the lock and
+/// every `interval` after, deleted when it ends. `recover`, from any machine, refuses to take
+/// over while the last beat is younger than three intervals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Beat {
+    pub(crate) operation_id: String,
+    pub(crate) at: String,
+    pub(crate) interval_ms: u64,
+}
+
+impl Beat {
+    /// Whether the beat is recent enough that its operation must be taken to be alive.
+    pub(crate) fn alive(&self, now: jiff::Timestamp) -> bool {
+        let Ok(at) = self.at.parse::<jiff::Timestamp>() else {
+            return false;
+        };
+        let age = now.as_millisecond() - at.as_millisecond();
+        age < 3 * i64::try_from(self.interval_ms).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Seconds since the beat (0 when the clocks disagree the other way).
+    pub(crate) fn age_secs(&self, now: jiff::Timestamp) -> i64 {
+        self.at
+            .parse::<jiff::Timestamp>()
+            .map(|at| ((now.as_millisecond() - at.as_millisecond()) / 1000).max(0))
+            .unwrap_or(0)
+    }
+}
+
+/// The task that keeps an operation's heartbeat fresh; it stops when dropped.
+pub(crate) struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Where journals are kept for one state.
 #[derive(Clone)]
 pub(crate) struct JournalStore {
@@ -200,6 +240,65 @@ impl JournalStore {
 
     fn local_file(&self) -> PathBuf {
         self.workdir.join(LOCAL_DIR).join("journal.json")
+    }
+
+    fn heartbeat_key(&self) -> String {
+        format!("{}.tfrollback/heartbeat.json", self.store.key())
+    }
+
+    /// Starts beating for `operation_id` every `interval` (the first beat is written before
+    /// this returns, so the lock is never held without one).
+    pub(crate) async fn start_heartbeat(
+        &self,
+        operation_id: &str,
+        interval: std::time::Duration,
+    ) -> Result<Heartbeat, JournalError> {
+        let beat = move |store: StateStore, key: String, operation_id: String| async move {
+            let body = serde_json::to_vec(&Beat {
+                operation_id,
+                at: jiff::Timestamp::now().to_string(),
+                interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            })
+            .unwrap_or_default();
+            store.put(&key, body, &Condition::None).await.map(|_| ())
+        };
+        beat(
+            self.store.clone(),
+            self.heartbeat_key(),
+            operation_id.to_string(),
+        )
+        .await?;
+        let (store, key, id) = (
+            self.store.clone(),
+            self.heartbeat_key(),
+            operation_id.to_string(),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = beat(store.clone(), key.clone(), id.clone()).await {
+                    tracing::warn!("could not refresh the operation's heartbeat: {e}");
+                }
+            }
+        });
+        Ok(Heartbeat { task })
+    }
+
+    /// Stops beating and removes the beat: the operation is over.
+    pub(crate) async fn stop_heartbeat(&self, heartbeat: Heartbeat) {
+        drop(heartbeat);
+        if let Err(e) = self.store.delete(&self.heartbeat_key()).await {
+            tracing::warn!("could not remove the operation's heartbeat: {e}");
+        }
+    }
+
+    /// The last beat of whichever operation beat last, if any.
+    pub(crate) async fn heartbeat(&self) -> Result<Option<Beat>, JournalError> {
+        Ok(self
+            .store
+            .get(&self.heartbeat_key())
+            .await?
+            .and_then(|f| serde_json::from_slice(&f.body).ok()))
     }
 
     /// Where an operation keeps its journal until it holds the lock: a file of its own, so an

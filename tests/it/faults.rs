@@ -594,3 +594,36 @@ fn a_relative_target_that_moved_before_the_lock_stops_the_rollback() {
         assert_eq!(status["lock"], Value::Null, "{command}: {status:#}");
     }
 }
+
+#[test]
+fn recover_never_takes_over_a_live_operation() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let gate = sb.dir.parent().unwrap().join("go");
+    let failpoint = format!("confirm=wait:{}", gate.display());
+    let mut cmd = sb.tfr_command(ROLLBACK);
+    cmd.env("TFROLLBACK_FAILPOINT", &failpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Alive and waiting where a person would answer its prompt, well past three heartbeats.
+    let running = wait_for_journal(&sb, "the confirm step", |j| last_step(j) == "confirm");
+    std::thread::sleep(Duration::from_secs(5));
+    let refused = sb.tfr(&["recover"]).code(5);
+    assert!(refused.stderr.contains("still running"), "{}", refused.stderr);
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(
+        status["lock"]["ID"], running["lock"]["info"]["ID"],
+        "the live operation still holds its lock: {status:#}"
+    );
+    assert_eq!(status["unfinished"]["operation_id"], running["operation_id"]);
+    std::fs::write(&gate, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], Value::Null, "{status:#}");
+    assert!(
+        !sb.s3().exists(&format!("{}.tfrollback/heartbeat.json", sb.key)),
+        "the heartbeat ends with the operation"
+    );
+}

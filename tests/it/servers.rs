@@ -208,14 +208,15 @@ fn reads_diffs_and_marks(flavor: Flavor) {
 }
 
 fn restores_the_state_only(flavor: Flavor) {
-    // No lock at all: the state is written unguarded, as such backends do.
+    // No lock at all: the state is written unguarded, as such backends do, once --no-lock
+    // says that is intended.
     let sb = deployed_on(flavor, LockStyle::None, None);
     let before = sb.version_ids();
     let current = sb.current_state();
     let target = sb.s3().get_json(&sb.key, Some(&before[1]));
 
     let report = sb
-        .tfr(&["restore", "previous", "--auto-approve", "--json"])
+        .tfr(&["restore", "previous", "--auto-approve", "--no-lock", "--json"])
         .ok()
         .json();
     assert_eq!(report["status"], json!("restored_state"));

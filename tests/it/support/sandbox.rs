@@ -275,6 +275,8 @@ impl Sandbox {
             ),
             ("CHECKPOINT_DISABLE", "1".to_string()),
             ("TF_IN_AUTOMATION", "1".to_string()),
+            // A short heartbeat: a killed operation is recoverable after 3 s, not 30 s.
+            ("TFROLLBACK_HEARTBEAT", "1".to_string()),
             ("XDG_CACHE_HOME", root.join("cache").display().to_string()),
             ("HOME", root.join("home").display().to_string()),
         ];
