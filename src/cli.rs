@@ -13,7 +13,8 @@ Exit codes:
   1  error; nothing was changed
   2  usage error (bad flag, argument or version selector)
   3  the rollback failed and the state was restored to the snapshot taken before it
-  4  the rollback failed and restoring the snapshot failed too (run `tfrollback recover`)
+  4  stopped with the lock held: the restore failed too, or the journal could not be
+     closed (run `tfrollback recover`)
   5  the state is locked by someone else, or another rollback of it is unfinished
   7  rolled back, but verification failed afterwards (the state terraform wrote is kept)
 

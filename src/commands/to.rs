@@ -106,6 +106,9 @@ struct Ended {
     error: Option<String>,
     variables: Vec<VariableChange>,
     var_file: Option<String>,
+    /// Once the state may have changed, a journal write that failed: the operation then ends
+    /// with its lock held, for `recover`, whatever else happened.
+    journal_failure: Option<String>,
 }
 
 struct Rollback<'a> {
@@ -140,6 +143,7 @@ impl Rollback<'_> {
             error: None,
             variables,
             var_file: Some(var_file.display().to_string()),
+            journal_failure: None,
         };
         if !summary.has_changes() {
             self.ctx.printer.note(&format!(
@@ -190,9 +194,12 @@ impl Rollback<'_> {
             op.finish_step(StepStatus::Failed);
             let failure = e.render();
             self.ctx.printer.note(&failure);
-            return restore(op, failure, base).await;
+            return Ok(restore(op, failure, base).await);
         }
-        op.begin(Step::Verify).await?;
+        let base = Ended {
+            journal_failure: record(op, Step::Verify).await,
+            ..base
+        };
         Ok(match self.verify(op, &var_args).await {
             Ok(new_version) => Ended {
                 status: Status::RolledBack,
@@ -422,11 +429,25 @@ impl Rollback<'_> {
     }
 }
 
-/// After a failed apply or verification: the snapshot goes back as the current state.
-async fn restore(op: &mut Operation<'_>, failure: String, base: Ended) -> Result<Ended, Error> {
-    op.begin(Step::Restore).await?;
+/// Records `step` once the state may have changed. A journal that cannot be written no longer
+/// stops anything there (stopping would skip the verify or the restore): the failure is
+/// returned, and the operation ends with its lock held for `recover`.
+async fn record(op: &mut Operation<'_>, step: Step) -> Option<String> {
+    let failed = op.begin(step).await.err()?.render();
+    op.printer().note(&format!(
+        "warning: the journal could not record the {step} step ({failed}); going on, and keeping the lock for `tfrollback recover`"
+    ));
+    Some(failed)
+}
+
+/// After a failed apply: the snapshot goes back as the current state.
+async fn restore(op: &mut Operation<'_>, failure: String, base: Ended) -> Ended {
+    let base = Ended {
+        journal_failure: record(op, Step::Restore).await,
+        ..base
+    };
     op.printer().note("restore    putting the snapshot back");
-    Ok(match op.restore_snapshot().await {
+    match op.restore_snapshot().await {
         Ok((new_version, orphans)) => Ended {
             status: Status::Restored,
             new_version_id: new_version,
@@ -439,7 +460,7 @@ async fn restore(op: &mut Operation<'_>, failure: String, base: Ended) -> Result
             error: Some(format!("{failure}\n{}", e.render())),
             ..base
         },
-    })
+    }
 }
 
 async fn finish(
@@ -449,19 +470,52 @@ async fn finish(
     ended: Ended,
     audit: &mut Audit,
 ) -> Result<Outcome, Error> {
-    let exit = match ended.status {
-        Status::Restored => Exit::Restored,
-        Status::RestoreFailed => Exit::RestoreFailed,
-        Status::RolledBackUnverified => Exit::Unverified,
-        _ => Exit::Ok,
-    };
+    let changed = matches!(
+        ended.status,
+        Status::RolledBack
+            | Status::RolledBackUnverified
+            | Status::Restored
+            | Status::RestoreFailed
+    );
+    let mut ended = ended;
     let mut next = vec![];
-    if ended.status == Status::RestoreFailed {
+    // Past the apply, the end must not fail silently: a journal or lock that cannot be closed
+    // leaves the operation to `recover`, and the report says what was done.
+    let mut held = match (&ended.journal_failure, ended.status) {
+        (_, Status::RestoreFailed) => Some(String::new()),
+        (Some(failure), _) => Some(failure.clone()),
+        (None, _) => None,
+    };
+    if held.is_none() {
+        let closed = async {
+            op.begin(Step::Unlock).await?;
+            op.close().await
+        }
+        .await;
+        match closed {
+            Ok(()) => {}
+            Err(e) if changed => held = Some(e.render()),
+            Err(e) => return Err(e),
+        }
+    }
+    let exit = if let Some(failure) = held {
         // The lock stays held and the journal unfinished: `recover` continues from here.
         op.finish_step(StepStatus::Failed);
         op.save().await.ok();
+        if ended.status != Status::RestoreFailed {
+            let done = ended.status;
+            ended.error = Some(match ended.error.take() {
+                Some(error) => format!("{error}\n{failure}"),
+                None => failure,
+            });
+            next.push(format!(
+                "What was done: {}. The operation could not be closed cleanly, so it was left for `tfrollback recover`.",
+                done.headline()
+            ));
+            ended.status = Status::Unfinished;
+        }
         next.push(format!(
-            "The state lock is still held by this operation ({}) so nobody applies over a broken state.",
+            "The state lock is still held by this operation ({}) so nobody applies over a state in doubt.",
             op.journal.operation_id
         ));
         if let Some(s) = &op.journal.snapshot {
@@ -472,10 +526,12 @@ async fn finish(
                 ctx.location()
             ));
         }
-        next.push("Run `tfrollback recover` to put the snapshot back and release the lock.".into());
+        next.push(
+            "Run `tfrollback recover` to finish it: it keeps the state of an apply that finished and puts the snapshot back otherwise, then releases the lock."
+                .into(),
+        );
+        Exit::RestoreFailed
     } else {
-        op.begin(Step::Unlock).await?;
-        op.close().await?;
         if ended.status == Status::RolledBack {
             next.push(format!(
                 "Note: the next normal `terraform apply` undoes this rollback unless the values in {} go into your configuration or pipeline variables.",
@@ -491,7 +547,12 @@ async fn finish(
         if ended.status == Status::Restored {
             next.push("The infrastructure may be partly changed; run `terraform plan` to see where it stands.".into());
         }
-    }
+        match ended.status {
+            Status::Restored => Exit::Restored,
+            Status::RolledBackUnverified => Exit::Unverified,
+            _ => Exit::Ok,
+        }
+    };
     let mut report = Report::new(ended.status, &op.journal, ctx.location());
     report.new_version_id = ended.new_version_id;
     report.var_file = ended.var_file;

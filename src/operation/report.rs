@@ -23,13 +23,16 @@ pub(crate) enum Status {
     Planned,
     Restored,
     RestoreFailed,
+    /// Something was done, then the operation could not be closed (its journal or lock): it
+    /// holds the lock for `recover`.
+    Unfinished,
     Recovered,
     NothingToRecover,
     RestoredState,
 }
 
 impl Status {
-    fn headline(self) -> &'static str {
+    pub(crate) fn headline(self) -> &'static str {
         match self {
             Status::RolledBack => "rolled back",
             Status::RolledBackUnverified => {
@@ -39,6 +42,7 @@ impl Status {
             Status::Planned => "planned (dry run, nothing changed)",
             Status::Restored => "rollback failed; the state was restored to the snapshot",
             Status::RestoreFailed => "rollback failed and the snapshot could not be restored",
+            Status::Unfinished => "stopped with the lock held: run `tfrollback recover`",
             Status::Recovered => "recovered",
             Status::NothingToRecover => "nothing to recover",
             Status::RestoredState => "state restored (no apply)",

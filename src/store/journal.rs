@@ -345,39 +345,52 @@ impl JournalStore {
     }
 
     /// Writes both copies; S3 first, since it survives the machine.
+    /// Writes both copies. The local one first: when S3 cannot be written, the working
+    /// directory still knows the latest step (`load` takes the copy that knows more).
     pub(crate) async fn write(&self, journal: &Journal) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
+        let local = self.write_local(journal);
         self.store
             .put(&self.s3_key(), bytes, &Condition::None)
             .await?;
-        self.write_local(journal)?;
+        local?;
         self.remove_pending(&journal.operation_id);
         Ok(())
     }
 
-    /// The unfinished journal, from S3 or else the local copy.
+    /// The unfinished journal, from S3 or else the local copy. When both hold the same
+    /// unfinished operation, the copy that recorded more steps wins: a journal write to S3 may
+    /// have failed after the local one landed.
     pub(crate) async fn load(&self) -> Result<Option<Journal>, JournalError> {
-        if let Some(fetched) = self.store.get(&self.s3_key()).await? {
-            let journal: Journal =
-                serde_json::from_slice(&fetched.body).map_err(|e| JournalError::Corrupt {
+        let remote = match self.store.get(&self.s3_key()).await? {
+            Some(fetched) => Some(serde_json::from_slice::<Journal>(&fetched.body).map_err(
+                |e| JournalError::Corrupt {
                     place: format!("s3://{}/{}", self.store.bucket(), self.s3_key()),
                     detail: e.to_string(),
-                })?;
-            if !journal.finished {
-                return Ok(Some(journal));
+                },
+            )?),
+            None => None,
+        };
+        let local = match std::fs::read(self.local_file()) {
+            Ok(bytes) => Some(serde_json::from_slice::<Journal>(&bytes).map_err(|e| {
+                JournalError::Corrupt {
+                    place: self.local_file().display().to_string(),
+                    detail: e.to_string(),
+                }
+            })?),
+            Err(_) => None,
+        };
+        let remote = remote.filter(|j| !j.finished);
+        let local = local.filter(|j| !j.finished);
+        Ok(match (remote, local) {
+            (Some(r), Some(l))
+                if r.operation_id == l.operation_id && l.steps.len() > r.steps.len() =>
+            {
+                Some(l)
             }
-        }
-        match std::fs::read(self.local_file()) {
-            Ok(bytes) => {
-                let journal: Journal =
-                    serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
-                        place: self.local_file().display().to_string(),
-                        detail: e.to_string(),
-                    })?;
-                Ok((!journal.finished).then_some(journal))
-            }
-            Err(_) => Ok(None),
-        }
+            (Some(r), _) => Some(r),
+            (None, l) => l,
+        })
     }
 
     /// Marks the operation finished in both places (the S3 object goes away: history keeps the

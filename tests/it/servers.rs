@@ -216,7 +216,13 @@ fn restores_the_state_only(flavor: Flavor) {
     let target = sb.s3().get_json(&sb.key, Some(&before[1]));
 
     let report = sb
-        .tfr(&["restore", "previous", "--auto-approve", "--no-lock", "--json"])
+        .tfr(&[
+            "restore",
+            "previous",
+            "--auto-approve",
+            "--no-lock",
+            "--json",
+        ])
         .ok()
         .json();
     assert_eq!(report["status"], json!("restored_state"));

@@ -54,6 +54,11 @@ impl Head {
                 .any(|p| p == "versions" || p.starts_with("versions="))
     }
 
+    /// An STS call (a form POST to `/`): terraform's and tfrollback's caller-identity checks.
+    pub fn is_sts(&self) -> bool {
+        self.method == "POST" && self.path_and_query().0 == "/" && !self.is_dynamodb()
+    }
+
     pub fn is_dynamodb(&self) -> bool {
         self.header("x-amz-target")
             .is_some_and(|t| t.starts_with("DynamoDB"))
