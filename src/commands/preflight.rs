@@ -38,7 +38,9 @@ impl Endpoints {
         verb: &str,
     ) -> Result<Resolved, Error> {
         let location = ctx.location();
-        let listing = ctx.listing(selector.depth()).await?;
+        let listing = ctx
+            .listing(selector.depth(), crate::commands::versions::Freshness::Live)
+            .await?;
         let current = selector::current(&listing, &location)?;
         if let Selector::Marked(label) = selector
             && listing
