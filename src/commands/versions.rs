@@ -100,8 +100,11 @@ impl Context {
                 index
             }
             (None, Some(cached)) if unchanged(&sibling, cached.etag.as_deref()) => cached.index,
-            (None, _) => {
-                tracing::info!("the marks index changed since it was cached: reading it");
+            (None, cached) => {
+                tracing::info!(
+                    "the marks index changed since it was cached ({:?} then, {sibling:?} now): reading it",
+                    cached.map(|c| c.etag)
+                );
                 let (index, etag) = marks.load_tagged().await?;
                 cache.set_marks(CachedMarks {
                     etag,
