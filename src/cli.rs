@@ -138,6 +138,11 @@ pub(crate) struct ListArgs {
     /// Read every version from S3 again instead of using the summary cache
     #[arg(long)]
     pub(crate) no_cache: bool,
+
+    /// Count each version's resources: reads whole bodies (streamed) where the cache has no
+    /// count, instead of only their head and tail
+    #[arg(long)]
+    pub(crate) count_resources: bool,
 }
 
 #[derive(Debug, Args)]

@@ -216,7 +216,13 @@ pub(crate) fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -
             " "
         };
         let serial = v.serial.map(|s| s.to_string()).unwrap_or_else(dash);
-        let resources = v.resources.map(|r| r.to_string()).unwrap_or_else(dash);
+        // Blank, not a dash, for a readable version whose resources nobody counted yet (only
+        // its head was read): there is a number, it is just not known here.
+        let resources = match (v.resources, v.serial) {
+            (Some(r), _) => r.to_string(),
+            (None, Some(_)) => String::new(),
+            (None, None) => dash(),
+        };
         let age = relative_time(&v.last_modified, now);
         if compact {
             let fixed = 2 + id_width + 2 + 8 + 2 + 6 + 2 + 5 + 2;
@@ -297,7 +303,17 @@ pub(crate) fn render_version(v: &VersionView) -> String {
     let _ = writeln!(out, "Serial     {}", v.serial.unwrap_or_default());
     let _ = writeln!(out, "Lineage    {}", field(&v.lineage));
     let _ = writeln!(out, "Terraform  {}", field(&v.terraform_version));
-    let _ = writeln!(out, "Resources  {}", v.resources.unwrap_or_default());
+    match v.resources {
+        Some(n) => {
+            let _ = writeln!(out, "Resources  {n}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Resources  not counted (only the head was read; `tfrollback list --count-resources` counts them)"
+            );
+        }
+    }
     if let Some(slot) = &v.slot {
         let _ = writeln!(
             out,
@@ -542,7 +558,7 @@ pub(crate) fn version_view(
             view.serial = Some(s.serial);
             view.lineage = Some(s.lineage);
             view.terraform_version = Some(s.terraform_version);
-            view.resources = Some(s.resources);
+            view.resources = s.resources;
             view.outputs = Some(outputs);
         }
         Some(Cached::Unreadable(reason)) => view.error = Some(reason),

@@ -17,7 +17,9 @@ pub(crate) async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
             .as_ref()
             .map_or(0, super::super::model::selector::Selector::depth),
     );
-    let listing = ctx.listing(depth).await?;
+    let listing = ctx
+        .listing(depth, crate::commands::versions::Freshness::Cached)
+        .await?;
     let target = args.version.resolve(&listing, &location)?;
     let from = match &args.against {
         Some(s) => s.resolve(&listing, &location)?.clone(),

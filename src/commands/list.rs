@@ -2,14 +2,24 @@
 
 use crate::cli::ListArgs;
 use crate::commands::Context;
-use crate::commands::versions::summary_map;
+use crate::commands::versions::{Freshness, summary_map};
 use crate::error::{Error, Exit};
 use crate::model::selector;
 use crate::render::{ListView, render_list, version_view};
-use crate::store::summaries::summaries;
+use crate::store::summaries::Depth;
 
 pub(crate) async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
-    let mut listing = ctx.listing(0).await?;
+    let freshness = if args.no_cache {
+        Freshness::NoCache
+    } else {
+        Freshness::Cached
+    };
+    let mut cache = ctx.store.summary_cache(!args.no_cache);
+    let listing = ctx.listing_with(0, freshness, &mut cache).await;
+    if let Err(e) = cache.save() {
+        tracing::warn!("could not write the summary cache: {e}");
+    }
+    let mut listing = listing?;
     if listing.versions.is_empty() {
         return Err(crate::model::selector::SelectorError::Empty {
             location: ctx.location(),
@@ -20,9 +30,13 @@ pub(crate) async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
         listing.versions.truncate(limit);
     }
     let versions = listing.versions.clone();
-    let mut cache = ctx.store.summary_cache(!args.no_cache);
     let bar = ctx.printer.bar("reading versions");
-    let infos = summaries(&ctx.store.objects, &versions, &mut cache, &bar).await?;
+    let depth = if args.count_resources {
+        Depth::Whole
+    } else {
+        Depth::Head
+    };
+    let infos = ctx.summarize(&versions, &mut cache, &bar, depth).await?;
     listing.intermediate = selector::intermediate(&versions, &summary_map(&versions, &infos));
     if let Err(e) = cache.save() {
         tracing::warn!("could not write the summary cache: {e}");

@@ -30,7 +30,12 @@ fn render(v: &MarkView) -> String {
 }
 
 pub(crate) async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> {
-    let listing = ctx.listing(args.version.depth()).await?;
+    let listing = ctx
+        .listing(
+            args.version.depth(),
+            crate::commands::versions::Freshness::Live,
+        )
+        .await?;
     let version = args.version.resolve(&listing, &ctx.location())?;
     if version.delete_marker {
         return Err(Error::DeleteMarker {
@@ -58,7 +63,12 @@ pub(crate) async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> 
 }
 
 pub(crate) async fn unmark(ctx: &Context, args: &UnmarkArgs) -> Result<Exit, Error> {
-    let listing = ctx.listing(args.version.depth()).await?;
+    let listing = ctx
+        .listing(
+            args.version.depth(),
+            crate::commands::versions::Freshness::Live,
+        )
+        .await?;
     let version = args.version.resolve(&listing, &ctx.location())?;
     let changed = ctx
         .store

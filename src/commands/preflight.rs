@@ -4,12 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use indicatif::ProgressBar;
+
 use crate::commands::Context;
+use crate::commands::versions::{Freshness, summary_map};
 use crate::error::{Error, Refusal};
 use crate::model::selector::{self, ObjectVersion, Selector, VersionId};
 use crate::model::state::State;
 use crate::settings::terraform_location;
 use crate::store::fsx::absolute;
+use crate::store::summaries::Depth;
 use crate::terraform::{Pinned, Terraform};
 
 /// The current version and the one a rollback goes to, with their bodies: what `to` and
@@ -33,13 +37,21 @@ pub(crate) enum Resolved {
 
 impl Endpoints {
     /// Resolves `selector`, refusing a delete marker; `verb` names the action in messages.
+    ///
+    /// Round trips: the listing, then at once the heads the intermediate-snapshot rule needs,
+    /// the current body and the body of the version the selector picks when no version is an
+    /// intermediate snapshot (almost always the target), then the target's body only if the
+    /// rule picked another one. Both bodies arrive with the heads instead of after them.
     pub(crate) async fn read(
         ctx: &Context,
         selector: &Selector,
         verb: &str,
     ) -> Result<Resolved, Error> {
         let location = ctx.location();
-        let listing = ctx.listing(selector.depth()).await?;
+        let mut cache = ctx.store.summary_cache(true);
+        let listing = ctx.listing_with(0, Freshness::Live, &mut cache).await;
+        let saved = cache.save();
+        let mut listing = listing?;
         let current = selector::current(&listing, &location)?;
         if let Selector::Marked(label) = selector
             && listing
@@ -54,14 +66,43 @@ impl Endpoints {
                 ),
             });
         }
+        let guess = selector
+            .resolve(&listing, &location)
+            .ok()
+            .filter(|v| !v.delete_marker && v.version_id != current.version_id)
+            .cloned();
+        let window: Vec<ObjectVersion> = listing
+            .versions
+            .iter()
+            .take(selector.depth())
+            .cloned()
+            .collect();
+        let hidden = ProgressBar::hidden();
+        let (infos, current_text, guessed_text) = tokio::try_join!(
+            ctx.summarize(&window, &mut cache, &hidden, Depth::Head),
+            ctx.read_text(&current),
+            async {
+                // A guess that fails to read is not an error: it may not be the target.
+                Ok(match &guess {
+                    Some(g) => ctx.read_text(g).await.ok(),
+                    None => None,
+                })
+            },
+        )?;
+        if let Err(e) = saved.and_then(|()| cache.save()) {
+            tracing::warn!("could not write the summary cache: {e}");
+        }
+        listing.intermediate = selector::intermediate(&window, &summary_map(&window, &infos));
         let target = selector.resolve(&listing, &location)?.clone();
         if target.delete_marker {
             return Err(Error::DeleteMarker {
                 version: target.version_id.clone(),
             });
         }
-        let (current_text, target_text) =
-            tokio::try_join!(ctx.read_text(&current), ctx.read_text(&target))?;
+        let target_text = match (guess, guessed_text) {
+            (Some(g), Some(text)) if g.version_id == target.version_id => text,
+            _ => ctx.read_text(&target).await?,
+        };
         Ok(Resolved::Endpoints(Endpoints {
             current,
             target,
@@ -94,7 +135,7 @@ pub(crate) async fn target_still(
     selector: &Selector,
     resolved: &VersionId,
 ) -> Result<(), Error> {
-    let listing = ctx.listing(selector.depth()).await?;
+    let listing = ctx.listing(selector.depth(), Freshness::Live).await?;
     let now = selector.resolve(&listing, &ctx.location())?;
     if &now.version_id != resolved {
         return Err(Refusal::TargetMoved {

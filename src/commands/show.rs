@@ -2,12 +2,13 @@
 
 use crate::cli::ShowArgs;
 use crate::commands::Context;
+use crate::commands::versions::Freshness;
 use crate::error::{Error, Exit};
 use crate::render::{render_version, version_view};
-use crate::store::summaries::summarize;
+use crate::store::summaries::summarize_head;
 
 pub(crate) async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
-    let listing = ctx.listing(args.version.depth()).await?;
+    let listing = ctx.listing(args.version.depth(), Freshness::Cached).await?;
     let version = args.version.resolve(&listing, &ctx.location())?;
     let info = if version.delete_marker {
         None
@@ -16,7 +17,8 @@ pub(crate) async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
         let info = if let Some(hit) = cache.get(&version.version_id) {
             hit.clone()
         } else {
-            let fresh = summarize(&ctx.store.objects, &version.version_id).await?;
+            let fresh =
+                summarize_head(&ctx.store.objects, &version.version_id, version.size).await?;
             cache.insert(version.version_id.clone(), fresh.clone());
             if let Err(e) = cache.save() {
                 tracing::warn!("could not write the summary cache: {e}");

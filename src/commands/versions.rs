@@ -10,21 +10,109 @@ use crate::error::Error;
 use crate::model::mapping::{self, MappingOptions};
 use crate::model::selector::{self, Listing, ObjectVersion, VersionId};
 use crate::model::state::{State, StateError, StateSummary};
-use crate::store::cache::Cached;
-use crate::store::summaries::summaries;
+use crate::store::cache::{Cached, CachedMarks, SummaryCache};
+use crate::store::s3::Sibling;
+use crate::store::summaries::{Depth, summaries};
 use crate::workdir;
+
+/// How long a read-only command trusts that versioning was enabled: the listing's own
+/// version ids show it was at the last write, this bounds how late a suspension since is seen.
+const VERSIONING_TTL_SECONDS: i64 = 15 * 60;
+
+/// What a listing may take from the local cache instead of asking S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Read-only commands: the marks index when the listing shows its ETag unchanged, and
+    /// versioning for `VERSIONING_TTL_SECONDS` after S3 last said it was enabled.
+    Cached,
+    /// Commands that write: versioning and marks are asked of S3 (alongside the listing, so
+    /// no later), summaries still come from the cache.
+    Live,
+    /// `--no-cache`: nothing from the cache, nothing written to it.
+    NoCache,
+}
 
 impl Context {
     /// The listing with its marks, after making sure the bucket keeps versions at all.
     /// Probable intermediate snapshots are worked out over the newest `depth` versions, from
     /// the summary cache or S3.
-    pub(crate) async fn listing(&self, depth: usize) -> Result<Listing, Error> {
+    pub(crate) async fn listing(
+        &self,
+        depth: usize,
+        freshness: Freshness,
+    ) -> Result<Listing, Error> {
+        let mut cache = self.store.summary_cache(freshness != Freshness::NoCache);
+        let listing = self.listing_with(depth, freshness, &mut cache).await;
+        if let Err(e) = cache.save() {
+            tracing::warn!("could not write the summary cache: {e}");
+        }
+        listing
+    }
+
+    /// `listing`, with the summary cache the caller goes on using (and saves).
+    ///
+    /// Requests: the listing, plus (in parallel with it) GetBucketVersioning unless the cache
+    /// vouches for it, and the marks index unless a cached copy exists; a cached copy is used
+    /// when the listing shows the index's ETag unchanged, and read again (after the listing)
+    /// otherwise. A warm read-only listing is one request.
+    pub(crate) async fn listing_with(
+        &self,
+        depth: usize,
+        freshness: Freshness,
+        cache: &mut SummaryCache,
+    ) -> Result<Listing, Error> {
         let objects = &self.store.objects;
-        let ((), versions, index) = tokio::try_join!(
-            objects.check_versioning(),
-            objects.list_versions(),
-            self.store.marks.load()
-        )?;
+        let marks = &self.store.marks;
+        let now = jiff::Timestamp::now().as_second();
+        let from_cache = freshness == Freshness::Cached;
+        let vouched = from_cache && cache.versioning_seen_within(now, VERSIONING_TTL_SECONDS);
+        let cached_marks = cache.marks().filter(|_| from_cache).cloned();
+        let versioning = async {
+            if vouched {
+                return Ok(false);
+            }
+            objects.check_versioning().await.map(|()| true)
+        };
+        let early_marks = async {
+            if cached_marks.is_some() {
+                return Ok(None);
+            }
+            marks.load_tagged().await.map(Some)
+        };
+        let index_key = marks.index_key();
+        let (checked, (versions, sibling), early) =
+            tokio::try_join!(versioning, objects.list_versions(&index_key), early_marks)?;
+        if checked {
+            cache.set_versioning_enabled(now);
+        } else if versions
+            .first()
+            .is_some_and(|v| v.version_id.as_str() == "null")
+        {
+            // The newest write was made without versioning: S3 says exactly how things are.
+            objects.check_versioning().await?;
+        }
+        let index = match (early, cached_marks) {
+            (Some((index, etag)), _) => {
+                cache.set_marks(CachedMarks {
+                    etag,
+                    index: index.clone(),
+                });
+                index
+            }
+            (None, Some(cached)) if unchanged(&sibling, cached.etag.as_deref()) => cached.index,
+            (None, cached) => {
+                tracing::info!(
+                    "the marks index changed since it was cached ({:?} then, {sibling:?} now): reading it",
+                    cached.map(|c| c.etag)
+                );
+                let (index, etag) = marks.load_tagged().await?;
+                cache.set_marks(CachedMarks {
+                    etag,
+                    index: index.clone(),
+                });
+                index
+            }
+        };
         let mut listing = Listing {
             versions,
             marks: index.by_version(),
@@ -32,14 +120,36 @@ impl Context {
         };
         if depth > 0 {
             let window: Vec<ObjectVersion> = listing.versions.iter().take(depth).cloned().collect();
-            let mut cache = self.store.summary_cache(true);
-            let infos = summaries(objects, &window, &mut cache, &ProgressBar::hidden()).await?;
-            if let Err(e) = cache.save() {
-                tracing::warn!("could not write the summary cache: {e}");
-            }
+            let infos = self
+                .summarize(&window, cache, &ProgressBar::hidden(), Depth::Head)
+                .await?;
             listing.intermediate = selector::intermediate(&window, &summary_map(&window, &infos));
         }
         Ok(listing)
+    }
+
+    /// Summaries of `versions` read to `depth`, and whole for the few versions whose
+    /// resource count the intermediate-snapshot rule needs (`selector::counts_needed`).
+    pub(crate) async fn summarize(
+        &self,
+        versions: &[ObjectVersion],
+        cache: &mut SummaryCache,
+        progress: &ProgressBar,
+        depth: Depth,
+    ) -> Result<Vec<Option<Cached>>, Error> {
+        let objects = &self.store.objects;
+        let infos = summaries(objects, versions, cache, progress, depth).await?;
+        let needed = selector::counts_needed(versions, &summary_map(versions, &infos));
+        if needed.is_empty() {
+            return Ok(infos);
+        }
+        let count: Vec<ObjectVersion> = versions
+            .iter()
+            .filter(|v| needed.contains(&v.version_id))
+            .cloned()
+            .collect();
+        summaries(objects, &count, cache, &ProgressBar::hidden(), Depth::Whole).await?;
+        Ok(summaries(objects, versions, cache, &ProgressBar::hidden(), depth).await?)
     }
 
     /// The configuration's slot variable, for highlighting only: any problem just means no hint.
@@ -105,6 +215,15 @@ impl Context {
 fn not_utf8() -> StateError {
     StateError::NotJson {
         detail: "the body is not UTF-8 text".into(),
+    }
+}
+
+/// Whether the marks index the listing showed is the one cached (`etag`; None: no index).
+fn unchanged(sibling: &Sibling, etag: Option<&str>) -> bool {
+    match sibling {
+        Sibling::Latest { etag: now } => now.is_some() && now.as_deref() == etag,
+        Sibling::Absent => etag.is_none(),
+        Sibling::NotCovered => false,
     }
 }
 

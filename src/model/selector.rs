@@ -265,38 +265,69 @@ pub(crate) fn current(listing: &Listing, location: &str) -> Result<ObjectVersion
 /// a few seconds, and it carries check results where this one has none (terraform records them
 /// only at the end of an apply). For configurations with nothing to check, the weaker sign is
 /// the same outputs, written within a second, with no resource lost (a `state rm` loses one).
-/// A wrong flag would make `previous` skip a real state, so doubtful cases are not flagged.
+/// A wrong flag would make `previous` skip a real state, so doubtful cases are not flagged: a
+/// pair that needs resource counts nobody has read is not flagged (see `counts_needed`).
 pub(crate) fn intermediate(
     versions: &[ObjectVersion],
     summaries: &BTreeMap<VersionId, crate::model::state::StateSummary>,
 ) -> BTreeSet<VersionId> {
+    pairs(versions, summaries)
+        .filter(|(_, _, verdict)| *verdict == Verdict::Flag)
+        .map(|(_, older, _)| older.version_id.clone())
+        .collect()
+}
+
+/// The versions whose resource count would decide a flag of `intermediate`: pairs that look
+/// like one apply with nothing to check, read only by their heads. Rare (two writes within a
+/// second with the same outputs), so reading these bodies whole costs little.
+pub(crate) fn counts_needed(
+    versions: &[ObjectVersion],
+    summaries: &BTreeMap<VersionId, crate::model::state::StateSummary>,
+) -> BTreeSet<VersionId> {
+    pairs(versions, summaries)
+        .filter(|(_, _, verdict)| *verdict == Verdict::NeedCounts)
+        .flat_map(|(newer, older, _)| [newer.version_id.clone(), older.version_id.clone()])
+        .filter(|id| summaries.get(id).is_some_and(|s| s.resources.is_none()))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Flag,
+    Keep,
+    NeedCounts,
+}
+
+/// Each pair of neighbouring states (newer, older) with what the rule says of the older one.
+fn pairs<'a>(
+    versions: &'a [ObjectVersion],
+    summaries: &'a BTreeMap<VersionId, crate::model::state::StateSummary>,
+) -> impl Iterator<Item = (&'a ObjectVersion, &'a ObjectVersion, Verdict)> + 'a {
     const WITHIN: i64 = 5;
     let states: Vec<&ObjectVersion> = versions.iter().filter(|v| !v.delete_marker).collect();
-    let mut flagged = BTreeSet::new();
-    for pair in states.windows(2) {
-        let (newer, older) = (pair[0], pair[1]);
-        let (Some(n), Some(o)) = (
-            summaries.get(&newer.version_id),
-            summaries.get(&older.version_id),
-        ) else {
-            continue;
-        };
+    let pairs: Vec<(&ObjectVersion, &ObjectVersion)> =
+        states.windows(2).map(|pair| (pair[0], pair[1])).collect();
+    pairs.into_iter().filter_map(move |(newer, older)| {
+        let n = summaries.get(&newer.version_id)?;
+        let o = summaries.get(&older.version_id)?;
         let gap = newer.last_modified.as_second() - older.last_modified.as_second();
-        let checks_appeared = n.checks && !o.checks;
-        let nothing_to_check = !n.checks
-            && !o.checks
-            && gap <= 1
-            && n.outputs == o.outputs
-            && n.resources >= o.resources;
-        let same_apply = n.lineage == o.lineage
-            && n.serial == o.serial + 1
-            && (0..=WITHIN).contains(&gap)
-            && (checks_appeared || nothing_to_check);
-        if same_apply {
-            flagged.insert(older.version_id.clone());
-        }
-    }
-    flagged
+        let one_apply =
+            n.lineage == o.lineage && n.serial == o.serial + 1 && (0..=WITHIN).contains(&gap);
+        let verdict = if !one_apply {
+            Verdict::Keep
+        } else if n.checks && !o.checks {
+            Verdict::Flag
+        } else if !n.checks && !o.checks && gap <= 1 && n.outputs == o.outputs {
+            match (n.resources, o.resources) {
+                (Some(a), Some(b)) if a >= b => Verdict::Flag,
+                (Some(_), Some(_)) => Verdict::Keep,
+                _ => Verdict::NeedCounts,
+            }
+        } else {
+            Verdict::Keep
+        };
+        Some((newer, older, verdict))
+    })
 }
 
 #[cfg(test)]
@@ -405,7 +436,7 @@ pub(crate) mod tests {
             terraform_version: "1.11.4".into(),
             serial,
             lineage: "l".into(),
-            resources: 3,
+            resources: Some(3),
             outputs: [(
                 "slot".to_string(),
                 crate::model::state::OutputSummary {
@@ -470,7 +501,7 @@ pub(crate) mod tests {
     #[test]
     fn a_state_rm_right_after_an_apply_is_not_taken_for_a_snapshot() {
         let removed = crate::model::state::StateSummary {
-            resources: 2,
+            resources: Some(2),
             ..summary(5, "green", true)
         };
         let found = flagged(
@@ -490,6 +521,65 @@ pub(crate) mod tests {
             vec![("rm", unchecked), ("applied", summary(4, "green", false))],
         );
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn head_only_pairs_with_nothing_to_check_ask_for_counts_instead_of_guessing() {
+        let head_only = |serial| crate::model::state::StateSummary {
+            resources: None,
+            ..summary(serial, "green", false)
+        };
+        let versions: Vec<ObjectVersion> = [("final", 50), ("mid", 50), ("old", 10)]
+            .iter()
+            .map(|(id, secs)| ObjectVersion {
+                last_modified: jiff::Timestamp::from_second(*secs).unwrap(),
+                ..version(id, false, false)
+            })
+            .collect();
+        let mut summaries: BTreeMap<VersionId, crate::model::state::StateSummary> = [
+            ("final", head_only(8)),
+            ("mid", head_only(7)),
+            ("old", head_only(6)),
+        ]
+        .into_iter()
+        .map(|(id, s)| (VersionId::parse(id).unwrap(), s))
+        .collect();
+        // Without counts the weak sign is doubtful: not flagged, and the two counts are asked for.
+        assert!(intermediate(&versions, &summaries).is_empty());
+        let needed: Vec<String> = counts_needed(&versions, &summaries)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            needed,
+            ["final", "mid"],
+            "old is 40 s older: no count needed"
+        );
+        // Once counted, the rule decides as with whole bodies.
+        for id in ["final", "mid"] {
+            summaries
+                .get_mut(&VersionId::parse(id).unwrap())
+                .unwrap()
+                .resources = Some(3);
+        }
+        assert_eq!(intermediate(&versions, &summaries).len(), 1);
+        assert!(counts_needed(&versions, &summaries).is_empty());
+        // Check results decide without any count.
+        let checked: BTreeMap<VersionId, crate::model::state::StateSummary> = [
+            (
+                "final",
+                crate::model::state::StateSummary {
+                    checks: true,
+                    ..head_only(8)
+                },
+            ),
+            ("mid", head_only(7)),
+        ]
+        .into_iter()
+        .map(|(id, s)| (VersionId::parse(id).unwrap(), s))
+        .collect();
+        assert_eq!(intermediate(&versions[..2], &checked).len(), 1);
+        assert!(counts_needed(&versions[..2], &checked).is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The Terraform state file (format version 4): a streaming scanner that summarises a version
-//! without holding its body, and a full parse that indexes resource instances by address.
-//! Pure: no I/O. Sensitive output values never leave this module in a summary.
+//! without holding its body (and can stop after the head: terraform writes the small fields and
+//! the outputs before the resources), a reader for the last bytes of a body (`check_results`,
+//! and proof that the document ends), and a full parse that indexes resource instances by
+//! address. Pure: no I/O. Sensitive output values never leave this module in a summary.
 
 use std::collections::BTreeMap;
 
@@ -60,7 +62,9 @@ pub(crate) struct StateSummary {
     pub(crate) terraform_version: String,
     pub(crate) serial: u64,
     pub(crate) lineage: String,
-    pub(crate) resources: u64,
+    /// The number of entries of the `resources` array; None when only the head and tail of the
+    /// body were read (counting needs the whole body).
+    pub(crate) resources: Option<u64>,
     pub(crate) outputs: BTreeMap<String, OutputSummary>,
     /// The state records check results (see `StateScanner::checks`).
     #[serde(default)]
@@ -197,7 +201,11 @@ impl StateScanner {
                 if !self.escape && b == b'"' {
                     self.in_key = false;
                     self.in_string = false;
-                    self.field = Some(Field::from_key(&self.key));
+                    let field = Field::from_key(&self.key);
+                    // Known at the key: a head read can stop here instead of walking the
+                    // (large) ciphertext.
+                    self.encrypted |= field == Field::EncryptedData;
+                    self.field = Some(field);
                     return Ok(());
                 }
                 self.key.push(b);
@@ -314,6 +322,50 @@ impl StateScanner {
         Ok(())
     }
 
+    /// Whether the head has been read: every field a summary needs except the resource count
+    /// and the check results, or enough to refuse the body (encrypted, another format
+    /// version). Terraform writes these fields first, so this is true after a small prefix
+    /// of a body it wrote; a body written in another order may need every byte.
+    pub(crate) fn head_done(&self) -> bool {
+        self.done
+            || self.refused()
+            || (self.version.is_some()
+                && self.terraform_version.is_some()
+                && self.serial.is_some()
+                && self.lineage.is_some()
+                && self.outputs.is_some())
+    }
+
+    /// Whether what was fed already refuses the body, whatever follows: encrypted, or
+    /// another format version.
+    pub(crate) fn refused(&self) -> bool {
+        let other_format = self
+            .version
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<u64>(b).ok())
+            .is_some_and(|v| v != FORMAT_VERSION);
+        self.encrypted || other_format
+    }
+
+    /// The summary from the head alone (see `head_done`): no resource count, and the check
+    /// results as the tail said (`read_tail`). When the whole document was fed, this is
+    /// `finish`, count included.
+    pub(crate) fn finish_head(self, checks: bool) -> Result<StateSummary, StateError> {
+        if self.done {
+            return self.finish();
+        }
+        if self.encrypted {
+            return Err(StateError::Encrypted);
+        }
+        if !self.head_done() {
+            return Err(StateError::Truncated);
+        }
+        let mut summary = self.summary()?;
+        summary.resources = None;
+        summary.checks = checks;
+        Ok(summary)
+    }
+
     /// The summary, once the whole document has been fed.
     pub(crate) fn finish(self) -> Result<StateSummary, StateError> {
         if self.encrypted {
@@ -326,6 +378,10 @@ impl StateScanner {
                 not_json("the body is empty")
             });
         }
+        self.summary()
+    }
+
+    fn summary(self) -> Result<StateSummary, StateError> {
         let version: u64 = parse_field(self.version.as_deref(), "version")?;
         if version != FORMAT_VERSION {
             return Err(StateError::UnsupportedFormat { version });
@@ -338,11 +394,42 @@ impl StateScanner {
             terraform_version: parse_field(self.terraform_version.as_deref(), "terraform_version")?,
             serial: parse_field(self.serial.as_deref(), "serial")?,
             lineage: parse_field(self.lineage.as_deref(), "lineage")?,
-            resources: self.resources,
+            resources: Some(self.resources),
             outputs,
             checks: self.checks,
         })
     }
+}
+
+/// What the last bytes of a body prove, from a suffix read: `Some(checks)` when they end
+/// the document with terraform's top-level `"check_results": VALUE }` (checks: the value is
+/// not null), None when they do not show that (a body cut short, trailing data, a writer that
+/// puts no `check_results` last): the caller then reads the whole body for the diagnosis.
+///
+/// A key `"check_results"` nested in a resource could only be followed by more closing
+/// brackets, so accepting exactly one `}` after the value picks the top-level one.
+pub(crate) fn read_tail(tail: &[u8]) -> Option<bool> {
+    const KEY: &[u8] = b"\"check_results\"";
+    let at = memchr::memmem::rfind(tail, KEY)?;
+    // The key follows another member (or opens the object, or the tail starts at it).
+    let before = tail[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
+    if !matches!(before, None | Some(b',' | b'{')) {
+        return None;
+    }
+    let rest = trim_start(&tail[at + KEY.len()..]);
+    let rest = trim_start(rest.strip_prefix(b":")?);
+    let mut values =
+        serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
+    values.next()?.ok()?;
+    let value = &rest[..values.byte_offset()];
+    let after = trim_start(&rest[values.byte_offset()..]);
+    let after = trim_start(after.strip_prefix(b"}")?);
+    after.is_empty().then(|| value != b"null")
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    &bytes[n..]
 }
 
 fn not_json(detail: &str) -> StateError {
@@ -587,7 +674,46 @@ mod tests {
     use serde_json::json;
 
     fn sample() -> String {
-        serde_json::to_string_pretty(&json!({
+        serde_json::to_string_pretty(&sample_value()).unwrap()
+    }
+
+    /// A document with its top-level keys in terraform's order (serde_json sorts them).
+    fn terraform_order(doc: &Value, pretty: bool) -> String {
+        let members: Vec<String> = [
+            "version",
+            "terraform_version",
+            "serial",
+            "lineage",
+            "outputs",
+            "resources",
+            "check_results",
+        ]
+        .iter()
+        .filter_map(|k| {
+            let v = doc.get(*k)?;
+            let v = if pretty {
+                serde_json::to_string_pretty(v)
+                    .unwrap()
+                    .replace('\n', "\n  ")
+            } else {
+                v.to_string()
+            };
+            Some(format!("\"{k}\": {v}"))
+        })
+        .collect();
+        if pretty {
+            format!("{{\n  {}\n}}\n", members.join(",\n  "))
+        } else {
+            format!("{{{}}}", members.join(","))
+        }
+    }
+
+    fn tf_sample() -> String {
+        terraform_order(&sample_value(), true)
+    }
+
+    fn sample_value() -> Value {
+        json!({
             "version": 4,
             "terraform_version": "1.11.4",
             "serial": 7,
@@ -606,8 +732,7 @@ mod tests {
                  "instances": [{"index_key": "k", "attributes": {}}]}
             ],
             "check_results": null
-        }))
-        .unwrap()
+        })
     }
 
     #[test]
@@ -615,7 +740,7 @@ mod tests {
         let s = summarize(sample().as_bytes()).unwrap();
         assert_eq!(s.serial, 7);
         assert_eq!(s.terraform_version, "1.11.4");
-        assert_eq!(s.resources, 3);
+        assert_eq!(s.resources, Some(3));
         assert!(!s.checks, "check_results is null");
         assert_eq!(s.outputs["active_slot"].value, Some(json!("green")));
         assert_eq!(s.outputs["db_password"].value, None);
@@ -708,6 +833,131 @@ mod tests {
         assert_eq!(state.outputs["db_password"].value, json!("hunter2"));
     }
 
+    /// Feeds `body` a few bytes at a time until the head is read; returns how much was fed.
+    fn feed_head(scanner: &mut StateScanner, body: &[u8], step: usize) -> usize {
+        let mut fed = 0;
+        while fed < body.len() && !scanner.head_done() {
+            let end = (fed + step).min(body.len());
+            scanner.feed(&body[fed..end]).unwrap();
+            fed = end;
+        }
+        fed
+    }
+
+    #[test]
+    fn the_head_ends_before_the_resources() {
+        let body = tf_sample();
+        let resources_at = body.find("\"resources\"").unwrap();
+        let mut scanner = StateScanner::new();
+        let fed = feed_head(&mut scanner, body.as_bytes(), 7);
+        assert!(scanner.head_done());
+        assert!(
+            fed <= resources_at + 7,
+            "stopped at {fed}, resources at {resources_at}"
+        );
+        let head = scanner.finish_head(true).unwrap();
+        let full = summarize(body.as_bytes()).unwrap();
+        assert_eq!(head.resources, None, "counting needs the whole body");
+        assert!(head.checks, "the tail's word is taken");
+        assert_eq!(
+            StateSummary {
+                resources: full.resources,
+                checks: full.checks,
+                ..head
+            },
+            full
+        );
+        assert!(!format!("{full:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_head_read_still_refuses_what_a_whole_read_refuses() {
+        // Encrypted: known at the key, before the ciphertext.
+        let tofu = format!(
+            r#"{{"serial": 1, "lineage": "x", "meta": {{}}, "encrypted_data": "{}", "encryption_version": "v0"}}"#,
+            "A".repeat(100_000)
+        );
+        let mut scanner = StateScanner::new();
+        let fed = feed_head(&mut scanner, tofu.as_bytes(), 64);
+        assert!(fed < 200, "{fed}");
+        assert_eq!(scanner.finish_head(false), Err(StateError::Encrypted));
+        // Another format version: known from the first field.
+        let v3 = format!(
+            r#"{{"version": 3, "terraform_version": "0.11.0", "serial": 1, "lineage": "x", "modules": [{}]}}"#,
+            "{}, ".repeat(10_000) + "{}"
+        );
+        let mut scanner = StateScanner::new();
+        assert!(feed_head(&mut scanner, v3.as_bytes(), 16) < 64);
+        assert_eq!(
+            scanner.finish_head(false),
+            Err(StateError::UnsupportedFormat { version: 3 })
+        );
+        // Not JSON: the first bytes say so.
+        let mut scanner = StateScanner::new();
+        assert!(matches!(
+            scanner.feed(b"<html><body>503</body></html>"),
+            Err(StateError::NotJson { .. })
+        ));
+        // Outputs too large: the head grows until the limit, then gives up.
+        let big = format!(
+            r#"{{"version": 4, "terraform_version": "1.11.4", "serial": 1, "lineage": "l", "outputs": {{"o": {{"value": "{}"}}}}, "resources": []}}"#,
+            "x".repeat(MAX_OUTPUTS_BYTES)
+        );
+        let mut scanner = StateScanner::new();
+        assert_eq!(
+            scanner.feed(big.as_bytes()),
+            Err(StateError::OutputsTooLarge)
+        );
+        // A body that ends inside its head is truncated, as a whole read says.
+        let body = tf_sample();
+        let cut = &body.as_bytes()[..body.find("\"outputs\"").unwrap() + 20];
+        let mut scanner = StateScanner::new();
+        scanner.feed(cut).unwrap();
+        assert!(!scanner.head_done());
+        assert_eq!(scanner.finish_head(false), Err(StateError::Truncated));
+        // A head that holds the whole document gives the full summary, count included.
+        let mut scanner = StateScanner::new();
+        scanner.feed(body.as_bytes()).unwrap();
+        assert_eq!(
+            scanner.finish_head(false).unwrap(),
+            summarize(body.as_bytes()).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_tail_proves_the_end_and_tells_the_check_results() {
+        let body = tf_sample();
+        let key_at = body.rfind("\"check_results\"").unwrap();
+        for from in [0, key_at.saturating_sub(30), key_at - 1, key_at] {
+            assert_eq!(
+                read_tail(&body.as_bytes()[from..]),
+                Some(false),
+                "from {from}"
+            );
+        }
+        let checked = body.replace(
+            "\"check_results\": null",
+            "\"check_results\": [{\"object_kind\": \"resource\", \"config_addr\": \"x\", \"status\": \"pass\", \"objects\": null}]",
+        );
+        assert_eq!(read_tail(checked.as_bytes()), Some(true));
+        assert_eq!(
+            read_tail(b"\n  ],\n  \"check_results\": []\n}\n"),
+            Some(true)
+        );
+        // A tail too short to hold the key, a body cut short, trailing data, no check_results
+        // at the end: nothing is proven, so the caller reads the whole body.
+        assert_eq!(read_tail(&body.as_bytes()[key_at + 3..]), None);
+        assert_eq!(read_tail(&body.as_bytes()[..body.len() - 3]), None);
+        assert_eq!(read_tail(format!("{body} x").as_bytes()), None);
+        assert_eq!(read_tail(b"  \"resources\": []\n}\n"), None);
+        // A key of that name inside a resource is followed by more closing brackets.
+        assert_eq!(
+            read_tail(b"{\"attributes\": {\"check_results\": null}}]}\n"),
+            None
+        );
+        assert_eq!(read_tail(b"[\"check_results\": null}"), None);
+    }
+
     fn arb_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -750,12 +1000,46 @@ mod tests {
             scanner.feed(&body[at..]).unwrap();
             let s = scanner.finish().unwrap();
             prop_assert_eq!(s.serial, u64::from(serial));
-            prop_assert_eq!(s.resources, resources.len() as u64);
+            prop_assert_eq!(s.resources, Some(resources.len() as u64));
             for (name, (value, sensitive)) in &outputs {
                 let o = &s.outputs[name];
                 prop_assert_eq!(o.sensitive, *sensitive);
                 prop_assert_eq!(o.value.as_ref(), (!*sensitive).then_some(value));
             }
+        }
+
+        /// Stopping after the head gives the same fields as reading every byte, and the tail
+        /// of any terraform-shaped body proves its end.
+        #[test]
+        fn head_and_tail_agree_with_a_whole_read(
+            outputs in prop::collection::btree_map("[a-z_]{1,8}", (arb_json(), any::<bool>()), 0..5),
+            resources in prop::collection::vec(arb_json(), 0..6),
+            checks in any::<bool>(),
+            step in 1usize..64,
+            tail_len in 24usize..200,
+            pretty in any::<bool>(),
+        ) {
+            let doc = json!({
+                "version": 4,
+                "terraform_version": "1.9.0",
+                "serial": 3,
+                "lineage": "l",
+                "outputs": outputs.iter().map(|(k, (v, s))| (k.clone(), json!({"value": v, "sensitive": s}))).collect::<serde_json::Map<_, _>>(),
+                "resources": resources.iter().map(|attrs| json!({"mode": "managed", "type": "t", "name": "n", "instances": [{"attributes": {"check_results": attrs}}]})).collect::<Vec<_>>(),
+                "check_results": if checks { json!([]) } else { Value::Null },
+            });
+            let body = terraform_order(&doc, pretty).into_bytes();
+            let full = summarize(&body).unwrap();
+            let tail = &body[body.len().saturating_sub(tail_len)..];
+            prop_assert_eq!(read_tail(tail), Some(checks));
+            let mut scanner = StateScanner::new();
+            feed_head(&mut scanner, &body, step);
+            let done = scanner.done;
+            let head = scanner.finish_head(checks).unwrap();
+            prop_assert_eq!(head.resources, if done { full.resources } else { None });
+            prop_assert_eq!(head.checks, checks);
+            prop_assert_eq!(&head.outputs, &full.outputs);
+            prop_assert_eq!(head.serial, full.serial);
         }
 
         /// Arbitrary bytes never panic the scanner.

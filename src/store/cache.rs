@@ -1,7 +1,13 @@
 //! On-disk cache of version summaries. Versions are immutable, so a summary read once is good
-//! forever; the next `list` fetches only versions it has not seen. One file per state object
-//! under the XDG cache directory (directories 0700, files 0600). Summaries hold no sensitive
-//! value (see `state::OutputSummary`), so neither does the cache.
+//! forever; the next `list` fetches only versions it has not seen. A summary read from the
+//! head alone has no resource count (`resources: null`) and is never taken for a counted one;
+//! a counted one replaces it. One file per state object under the XDG cache directory
+//! (directories 0700, files 0600). Summaries hold no sensitive value (see
+//! `state::OutputSummary`), so neither does the cache.
+//!
+//! It also keeps what saves a warm `list` its other requests: the marks index with the ETag
+//! it had (the version listing shows the index's current ETag, so a change is seen), and when
+//! versioning was last seen enabled.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::selector::VersionId;
 use crate::model::state::StateSummary;
 use crate::store::fsx;
+use crate::store::marks::MarkIndex;
 
 const FORMAT: u32 = 2;
 
@@ -30,6 +37,18 @@ struct CacheFile {
     format: u32,
     location: String,
     entries: BTreeMap<VersionId, Cached>,
+    #[serde(default)]
+    marks: Option<CachedMarks>,
+    /// When GetBucketVersioning last answered Enabled (seconds since the epoch).
+    #[serde(default)]
+    versioning_enabled_at: Option<i64>,
+}
+
+/// The marks index as read, with the ETag it had then (None: there was no index).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CachedMarks {
+    pub(crate) etag: Option<String>,
+    pub(crate) index: MarkIndex,
 }
 
 pub(crate) struct SummaryCache {
@@ -54,7 +73,7 @@ impl SummaryCache {
             .unwrap_or_else(|| CacheFile {
                 format: FORMAT,
                 location: location.to_string(),
-                entries: BTreeMap::new(),
+                ..CacheFile::default()
             });
         SummaryCache {
             path,
@@ -69,6 +88,29 @@ impl SummaryCache {
 
     pub(crate) fn insert(&mut self, id: VersionId, entry: Cached) {
         self.file.entries.insert(id, entry);
+        self.dirty = true;
+    }
+
+    pub(crate) fn marks(&self) -> Option<&CachedMarks> {
+        self.file.marks.as_ref()
+    }
+
+    pub(crate) fn set_marks(&mut self, marks: CachedMarks) {
+        if self.file.marks.as_ref() != Some(&marks) {
+            self.file.marks = Some(marks);
+            self.dirty = true;
+        }
+    }
+
+    /// Whether versioning was seen enabled less than `ttl` seconds before `now`.
+    pub(crate) fn versioning_seen_within(&self, now: i64, ttl: i64) -> bool {
+        self.file
+            .versioning_enabled_at
+            .is_some_and(|at| (0..ttl).contains(&(now - at)))
+    }
+
+    pub(crate) fn set_versioning_enabled(&mut self, now: i64) {
+        self.file.versioning_enabled_at = Some(now);
         self.dirty = true;
     }
 

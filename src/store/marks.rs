@@ -52,23 +52,29 @@ impl MarkStore {
         MarkStore { store }
     }
 
-    fn index_key(&self) -> String {
+    /// `<key>.tfrollback/marks.json`
+    pub(crate) fn index_key(&self) -> String {
         format!("{}.tfrollback/marks.json", self.store.key())
     }
 
     /// The marks; an index this identity may not read only hides them (without
     /// s3:ListBucket, S3 answers a missing object with 403 rather than 404).
     pub(crate) async fn load(&self) -> Result<MarkIndex, S3Error> {
+        self.load_tagged().await.map(|(index, _)| index)
+    }
+
+    /// The marks with the index's ETag (None: no index, or one this identity may not read),
+    /// so a cached copy can be checked against the ETag a version listing shows.
+    pub(crate) async fn load_tagged(&self) -> Result<(MarkIndex, Option<String>), S3Error> {
         match self.load_with_etag().await {
-            Ok((index, _)) => Ok(index),
             Err(S3Error::AccessDenied { .. }) => {
                 tracing::warn!(
                     "cannot read {} (access denied): marks are not shown",
                     self.index_key()
                 );
-                Ok(MarkIndex::default())
+                Ok((MarkIndex::default(), None))
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 

@@ -335,6 +335,24 @@ pub(crate) struct StateStore {
     page_size: i32,
 }
 
+/// Which bytes of a body a ranged read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Span {
+    /// From `start` up to `end`, not included.
+    Between(u64, u64),
+    /// The last this many bytes (a suffix range).
+    Last(u64),
+}
+
+/// What the version listing showed of another key under the state's prefix (the marks
+/// index): its latest version, that it has none, or that the listing stopped before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sibling {
+    Latest { etag: Option<String> },
+    Absent,
+    NotCovered,
+}
+
 /// A write's precondition: S3's compare-and-swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Condition {
@@ -638,14 +656,21 @@ impl StateStore {
         }
     }
 
-    /// Every version and delete marker of the state key, newest first.
+    /// Every version and delete marker of the state key, newest first, and what the same
+    /// listing showed of `sibling`, a key next to the state (`<key>.tfrollback/marks.json`):
+    /// a prefix listing returns it too, so whether it changed is known without reading it.
     ///
     /// A prefix listing also returns `<key>.tflock` and look-alike keys; only exact matches are
     /// kept. The key itself sorts first among the keys it prefixes, so paging stops as soon as
     /// another key shows up.
-    pub(crate) async fn list_versions(&self) -> Result<Vec<ObjectVersion>, S3Error> {
+    pub(crate) async fn list_versions(
+        &self,
+        sibling: &str,
+    ) -> Result<(Vec<ObjectVersion>, Sibling), S3Error> {
         let mut versions = vec![];
         let mut markers = vec![];
+        let mut seen: Option<Sibling> = None;
+        let mut covered: bool;
         let mut key_marker: Option<String> = None;
         let mut version_marker: Option<String> = None;
         loop {
@@ -662,6 +687,11 @@ impl StateStore {
                 .map_err(|e| classify(e, "ListObjectVersions", self.location()))?;
             let mut other_key_seen = false;
             for v in out.versions() {
+                if v.key() == Some(sibling) && v.is_latest().unwrap_or(false) {
+                    seen = Some(Sibling::Latest {
+                        etag: v.e_tag().map(str::to_string),
+                    });
+                }
                 if v.key() != Some(self.key.as_str()) {
                     other_key_seen = true;
                     continue;
@@ -676,6 +706,9 @@ impl StateStore {
                 });
             }
             for m in out.delete_markers() {
+                if m.key() == Some(sibling) && m.is_latest().unwrap_or(false) {
+                    seen = Some(Sibling::Absent);
+                }
                 if m.key() != Some(self.key.as_str()) {
                     other_key_seen = true;
                     continue;
@@ -689,6 +722,10 @@ impl StateStore {
                     etag: None,
                 });
             }
+            // Keys come in order: the sibling's absence is proven only when the listing went
+            // past where it would be.
+            covered = !out.is_truncated().unwrap_or(false)
+                || out.next_key_marker().is_some_and(|k| k > sibling);
             if !out.is_truncated().unwrap_or(false) || other_key_seen {
                 break;
             }
@@ -705,7 +742,12 @@ impl StateStore {
                 }
             }
         }
-        Ok(merge_newest_first(versions, markers))
+        let sibling = seen.unwrap_or(if covered {
+            Sibling::Absent
+        } else {
+            Sibling::NotCovered
+        });
+        Ok((merge_newest_first(versions, markers), sibling))
     }
 
     /// Starts reading one version's body.
@@ -713,12 +755,23 @@ impl StateStore {
         &self,
         version: &VersionId,
     ) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
+        self.open_range(version, None).await
+    }
+
+    /// Starts reading some bytes of one version's body (`range` as in the HTTP header:
+    /// `bytes=0-65535`, `bytes=-16384`), or all of it.
+    async fn open_range(
+        &self,
+        version: &VersionId,
+        range: Option<String>,
+    ) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
         let mut req = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(&self.key)
-            .version_id(version.as_str());
+            .version_id(version.as_str())
+            .set_range(range);
         if let Encryption::CustomerKey(key) = &self.encryption {
             req = req
                 .sse_customer_algorithm("AES256")
@@ -732,6 +785,36 @@ impl StateStore {
         Ok(out.body)
     }
 
+    /// Some bytes of one version's body: `Span::Between(start, end)` (end exclusive) or the
+    /// last `Span::Last(n)` bytes. A body that breaks off mid-stream is read again.
+    pub(crate) async fn read_span(
+        &self,
+        version: &VersionId,
+        span: Span,
+    ) -> Result<Vec<u8>, S3Error> {
+        let range = match span {
+            Span::Between(start, end) => format!("bytes={start}-{}", end.saturating_sub(1)),
+            Span::Last(n) => format!("bytes=-{n}"),
+        };
+        retry_body(version, || async {
+            let body = self.open_range(version, Some(range.clone())).await?;
+            self.collect(version, body).await
+        })
+        .await
+    }
+
+    async fn collect(
+        &self,
+        version: &VersionId,
+        body: aws_sdk_s3::primitives::ByteStream,
+    ) -> Result<Vec<u8>, S3Error> {
+        let bytes = body.collect().await.map_err(|e| S3Error::Body {
+            target: format!("{} version {version}", self.location()),
+            detail: DisplayErrorContext(&e).to_string(),
+        })?;
+        Ok(bytes.to_vec())
+    }
+
     /// One version's whole body (a body that breaks off mid-stream is read again).
     pub(crate) async fn read(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
         retry_body(version, || self.read_once(version)).await
@@ -739,11 +822,7 @@ impl StateStore {
 
     async fn read_once(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
         let body = self.open(version).await?;
-        let bytes = body.collect().await.map_err(|e| S3Error::Body {
-            target: format!("{} version {version}", self.location()),
-            detail: DisplayErrorContext(&e).to_string(),
-        })?;
-        Ok(bytes.to_vec())
+        self.collect(version, body).await
     }
 }
 

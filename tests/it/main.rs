@@ -11,6 +11,7 @@ mod faults;
 mod getting_started;
 mod lab_smoke;
 mod races;
+mod ranged_reads;
 mod read_path;
 mod restore_marks;
 mod rollback;

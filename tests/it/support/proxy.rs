@@ -1,7 +1,9 @@
 //! A fault-injecting HTTP proxy on loopback, placed between tfrollback and the lab's server
 //! for faults a real server will not produce on demand: 500/503 answers, connections cut
 //! mid-body, answers slower than the timeout, AccessDenied. One request per connection
-//! (`Connection: close`), every other byte forwarded as is. Test code only.
+//! (`Connection: close`), every other byte forwarded as is. It also logs every request it
+//! forwards with the bytes of its answer's body, so a test can say which requests a command
+//! made and how much it read (`Proxy::take_seen`). Test code only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -63,6 +65,49 @@ impl Head {
         self.header("x-amz-target")
             .is_some_and(|t| t.starts_with("DynamoDB"))
     }
+
+    /// The query string's parameter names (`versions`, `versionId`, `versioning`, ...).
+    pub fn query_names(&self) -> Vec<&str> {
+        let (_, query) = self.path_and_query();
+        query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+            .collect()
+    }
+
+    /// The `Range` header, when the request asks for part of a body.
+    pub fn range(&self) -> Option<&str> {
+        self.header("range")
+    }
+
+    /// A short name for logs and assertions: `GET app/terraform.tfstate?versionId bytes=0-65535`.
+    pub fn describe(&self) -> String {
+        let (path, _) = self.path_and_query();
+        let mut out = format!("{} {}", self.method, path);
+        let names = self.query_names();
+        if !names.is_empty() {
+            out.push('?');
+            out.push_str(&names.join("&"));
+        }
+        if let Some(range) = self.range() {
+            out.push(' ');
+            out.push_str(range);
+        }
+        if let Some(target) = self.header("x-amz-target") {
+            out.push(' ');
+            out.push_str(target);
+        }
+        out
+    }
+}
+
+/// One request the proxy forwarded, with the length of its answer's body.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub head: Head,
+    pub status: u16,
+    pub body_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +191,7 @@ impl Rule {
 struct Shared {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
+    seen: Mutex<Vec<Seen>>,
     stop: AtomicBool,
 }
 
@@ -163,6 +209,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_start_matches("http://").to_string(),
             rules: Mutex::new(vec![]),
+            seen: Mutex::new(vec![]),
             stop: AtomicBool::new(false),
         });
         let accept = Arc::clone(&shared);
@@ -183,6 +230,12 @@ impl Proxy {
 
     pub fn add(&self, rule: Rule) {
         self.shared.rules.lock().unwrap().push(rule);
+    }
+
+    /// Every request forwarded since the start (or the last call), in the order their
+    /// answers ended; the log starts afresh, so each command's requests can be told apart.
+    pub fn take_seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.shared.seen.lock().unwrap())
     }
 
     /// How many times the rule named `name` injected its fault.
@@ -340,5 +393,23 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         return Ok(());
     }
     client.write_all(&answer)?;
+    record(shared, head, &answer);
     Ok(())
+}
+
+fn record(shared: &Shared, head: Head, answer: &[u8]) {
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    let status = std::str::from_utf8(&answer[..head_end.min(answer.len())])
+        .ok()
+        .and_then(|h| h.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    shared.seen.lock().unwrap().push(Seen {
+        head,
+        status,
+        body_bytes: answer.len() - head_end,
+    });
 }

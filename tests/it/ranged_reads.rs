@@ -1,0 +1,271 @@
+//! What `list`, `show` and rollbacks ask of S3, counted through the proxy: a cold `list`
+//! reads each version's head and tail with ranged GETs (far fewer bytes than the bodies), a
+//! warm one makes the listing request and nothing else, `list --count-resources` reads whole
+//! bodies, and a rollback reads whole only the current and target bodies. The states are
+//! ones terraform wrote (the bluegreen fixture with many instances, so a body is several
+//! times the head read) or deliberately broken copies of them.
+
+use serde_json::{Value, json};
+
+use crate::support::{LockStyle, Proxy, SECRET, Sandbox, Seen, lab};
+
+/// Instances per slot: enough for a body of a few hundred KiB, several times a head read.
+const INSTANCES: &str = "400";
+
+/// The bluegreen fixture deployed blue, then green, then green v2, with many instances.
+fn big_deploy(lock: LockStyle) -> Sandbox {
+    let sb = Sandbox::builder("bluegreen").lock(lock).build();
+    sb.apply(&[("active_slot", "blue"), ("instance_count", INSTANCES)]);
+    sb.apply(&[("active_slot", "green"), ("instance_count", INSTANCES)]);
+    sb.apply(&[
+        ("active_slot", "green"),
+        ("green_version", "v2"),
+        ("instance_count", INSTANCES),
+    ]);
+    sb
+}
+
+fn state_gets<'a>(seen: &'a [Seen], key: &str) -> Vec<&'a Seen> {
+    seen.iter()
+        .filter(|s| s.head.object("GET", key) && s.head.target.contains("versionId="))
+        .collect()
+}
+
+fn describe(seen: &[Seen]) -> String {
+    seen.iter()
+        .map(|s| format!("{} -> {} ({} B)", s.head.describe(), s.status, s.body_bytes))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn list_json(sb: &Sandbox, proxy: &Proxy, extra: &[&str]) -> (Value, Vec<Seen>) {
+    proxy.take_seen();
+    let mut args = vec!["list", "--json"];
+    args.extend_from_slice(extra);
+    let run = sb
+        .tfr_with(&args, &[("AWS_ENDPOINT_URL", &proxy.endpoint)])
+        .ok();
+    assert!(!run.stdout.contains(SECRET) && !run.stderr.contains(SECRET));
+    (run.json(), proxy.take_seen())
+}
+
+#[test]
+fn a_cold_list_reads_ranges_and_a_warm_one_only_the_listing() {
+    let sb = big_deploy(LockStyle::DynamoDb);
+    let in_s3 = sb.s3().versions(&sb.key);
+    assert_eq!(in_s3.len(), 3);
+    let total: usize = in_s3.iter().map(|v| v.size as usize).sum();
+    assert!(
+        in_s3.iter().all(|v| v.size > 300_000),
+        "the fixture makes bodies several times a head read: {in_s3:?}"
+    );
+    let proxy = Proxy::start(&lab().endpoint);
+
+    // Cold: the listing, versioning and the marks index, then a head and a tail per version.
+    let (cold, seen) = list_json(&sb, &proxy, &[]);
+    let gets = state_gets(&seen, &sb.key);
+    assert!(
+        gets.iter().all(|g| g.head.range().is_some()),
+        "every read of a body is ranged:\n{}",
+        describe(&seen)
+    );
+    assert_eq!(gets.len(), 2 * in_s3.len(), "{}", describe(&seen));
+    let down: usize = gets.iter().map(|g| g.body_bytes).sum();
+    assert!(
+        down * 3 < total,
+        "{down} bytes of bodies read for {total} bytes of state:\n{}",
+        describe(&seen)
+    );
+    let versions = cold["versions"].as_array().unwrap();
+    for (entry, version) in versions.iter().zip(&in_s3) {
+        let body = sb.s3().get_json(&sb.key, Some(&version.version_id));
+        assert_eq!(entry["version_id"], json!(version.version_id));
+        assert_eq!(entry["serial"], body["serial"]);
+        assert_eq!(entry["lineage"], body["lineage"]);
+        assert_eq!(entry["terraform_version"], body["terraform_version"]);
+        assert_eq!(
+            entry["outputs"]["green_version"],
+            body["outputs"]["green_version"]["value"]
+        );
+        assert_eq!(entry["outputs"]["db_password"], json!("(sensitive)"));
+        assert_eq!(entry["resources"], Value::Null, "not counted from a head");
+        assert_eq!(entry["error"], Value::Null);
+        assert_eq!(entry["intermediate"], json!(false));
+    }
+    assert_eq!(versions[0]["slot"], json!("green"));
+    assert_eq!(versions[2]["slot"], json!("blue"));
+
+    // Warm: the listing alone, the same answer.
+    let (warm, seen) = list_json(&sb, &proxy, &[]);
+    assert_eq!(seen.len(), 1, "{}", describe(&seen));
+    assert!(seen[0].head.list_versions(), "{}", describe(&seen));
+    assert_eq!(warm, cold);
+
+    // Counting reads the bodies whole, once; the counts are then cached.
+    let (counted, seen) = list_json(&sb, &proxy, &["--count-resources"]);
+    let gets = state_gets(&seen, &sb.key);
+    assert_eq!(gets.len(), in_s3.len(), "{}", describe(&seen));
+    assert!(gets.iter().all(|g| g.head.range().is_none()));
+    for (entry, version) in counted["versions"].as_array().unwrap().iter().zip(&in_s3) {
+        let body = sb.s3().get_json(&sb.key, Some(&version.version_id));
+        assert_eq!(
+            entry["resources"],
+            json!(body["resources"].as_array().unwrap().len())
+        );
+    }
+    let (after, seen) = list_json(&sb, &proxy, &[]);
+    assert_eq!(seen.len(), 1, "{}", describe(&seen));
+    assert_eq!(
+        after, counted,
+        "a counted summary replaced the head-only one"
+    );
+
+    // A mark changes the index: the listing shows its new ETag, so it is read once again.
+    sb.tfr(&["mark", "previous"]).ok();
+    let (marked, seen) = list_json(&sb, &proxy, &[]);
+    assert_eq!(marked["versions"][1]["marks"], json!(["good"]));
+    let names: Vec<String> = seen.iter().map(|s| s.head.describe()).collect();
+    assert_eq!(names.len(), 2, "{}", describe(&seen));
+    assert!(
+        names[1].contains(".tfrollback/marks.json"),
+        "{}",
+        describe(&seen)
+    );
+    let (_, seen) = list_json(&sb, &proxy, &[]);
+    assert_eq!(seen.len(), 1, "{}", describe(&seen));
+
+    // --no-cache asks S3 for everything again, still by ranges.
+    let (fresh, seen) = list_json(&sb, &proxy, &["--no-cache"]);
+    assert!(
+        seen.iter()
+            .any(|s| s.head.query_names().contains(&"versioning"))
+    );
+    assert!(
+        state_gets(&seen, &sb.key)
+            .iter()
+            .all(|g| g.head.range().is_some())
+    );
+    assert_eq!(
+        fresh["versions"][0]["serial"],
+        marked["versions"][0]["serial"]
+    );
+}
+
+#[test]
+fn limit_and_show_read_only_the_heads_they_need() {
+    let sb = big_deploy(LockStyle::DynamoDb);
+    let in_s3 = sb.s3().versions(&sb.key);
+    let proxy = Proxy::start(&lab().endpoint);
+
+    let (one, seen) = list_json(&sb, &proxy, &["--limit", "1"]);
+    assert_eq!(one["versions"].as_array().unwrap().len(), 1);
+    let gets = state_gets(&seen, &sb.key);
+    assert_eq!(gets.len(), 2, "one head, one tail:\n{}", describe(&seen));
+    assert!(
+        gets.iter()
+            .all(|g| g.head.target.contains(&in_s3[0].version_id))
+    );
+
+    let run = sb
+        .tfr_with(
+            &["show", &in_s3[1].version_id, "--json"],
+            &[("AWS_ENDPOINT_URL", &proxy.endpoint)],
+        )
+        .ok();
+    let shown = run.json();
+    let seen = proxy.take_seen();
+    assert_eq!(shown["outputs"]["active_slot"], json!("green"));
+    assert_eq!(shown["outputs"]["db_password"], json!("(sensitive)"));
+    assert!(
+        state_gets(&seen, &sb.key)
+            .iter()
+            .all(|g| g.head.range().is_some()),
+        "{}",
+        describe(&seen)
+    );
+    let human = sb
+        .tfr_with(
+            &["show", &in_s3[1].version_id],
+            &[("AWS_ENDPOINT_URL", &proxy.endpoint)],
+        )
+        .ok()
+        .stdout;
+    assert!(human.contains("Resources  not counted"), "{human}");
+}
+
+#[test]
+fn a_big_body_broken_past_its_head_is_still_diagnosed() {
+    let sb = big_deploy(LockStyle::DynamoDb);
+    let body = sb.s3().get(&sb.key, None);
+    // Cut short in the middle of the resources: the head is fine, the tail is not an end.
+    let truncated = sb.plant_previous(&body[..body.len() * 2 / 3]);
+    // Data after the end of the document.
+    let mut trailing = body.clone();
+    trailing.extend_from_slice(b"\n{\"more\": 1}\n");
+    let trailed = sb.plant_previous(&trailing);
+    // OpenTofu's encrypted form, as large as the state it replaces.
+    let encrypted = sb.plant_previous(
+        format!(
+            "{{\"serial\": 9, \"lineage\": \"x\", \"meta\": {{}}, \"encrypted_data\": \"{}\", \"encryption_version\": \"v0\"}}",
+            "QUFB".repeat(body.len() / 4)
+        )
+        .as_bytes(),
+    );
+    let list = sb.tfr(&["list", "--json"]).ok().json();
+    let error_of = |id: &str| {
+        list["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["version_id"] == json!(id))
+            .map(|v| v["error"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    assert!(error_of(&truncated).contains("truncated"), "{list:#}");
+    assert!(
+        error_of(&trailed).contains("after the end of the document"),
+        "{list:#}"
+    );
+    assert!(error_of(&encrypted).contains("encrypted"), "{list:#}");
+    let run = sb.tfr(&["show", &truncated]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("truncated"), "{}", run.stderr);
+}
+
+#[test]
+fn a_rollback_reads_whole_only_the_current_and_target_bodies() {
+    let sb = big_deploy(LockStyle::DynamoDb);
+    let in_s3 = sb.s3().versions(&sb.key);
+    let proxy = Proxy::start(&lab().endpoint);
+    for args in [
+        &["restore", "previous", "--auto-approve"][..],
+        &["to", "previous", "--auto-approve", "--max-destroy", "1000"][..],
+    ] {
+        proxy.take_seen();
+        sb.tfr_with(args, &[("AWS_ENDPOINT_URL", &proxy.endpoint)])
+            .ok();
+        let seen = proxy.take_seen();
+        let whole: Vec<&Seen> = state_gets(&seen, &sb.key)
+            .into_iter()
+            .filter(|g| g.head.range().is_none())
+            .collect();
+        eprintln!(
+            "tfrollback {}: {} requests through the proxy\n{}",
+            args.join(" "),
+            seen.len(),
+            describe(&seen)
+        );
+        assert!(
+            whole.len() <= 3,
+            "current and target, and the snapshot check:\n{}",
+            describe(&seen)
+        );
+        assert!(
+            whole
+                .iter()
+                .all(|g| g.body_bytes <= in_s3[0].size as usize + 64),
+            "{}",
+            describe(&seen)
+        );
+    }
+}
