@@ -76,6 +76,9 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
     if is_restore {
         op.skip(Step::Recover);
         let now = op.current().await?;
+        // Killed between the state write and the digest write, the digest names the old
+        // bytes: terraform would refuse the state until it is set again.
+        op.sync_digest(&now).await?;
         ctx.printer.note(&format!(
             "recover    the interrupted restore left the state whole (current version {}); releasing its lock",
             now.version_id.map(|v| v.to_string()).unwrap_or_default()

@@ -423,12 +423,27 @@ impl<'a> Operation<'a> {
         let written = objects
             .put(objects.key(), body.clone(), &Condition::Matches(etag))
             .await?;
+        self.engine.failpoint("digest").await;
         if let Some(table) = &store.table {
             table
                 .set_digest(objects.bucket(), objects.key(), &body)
                 .await?;
         }
         Ok(written)
+    }
+
+    /// Sets the DynamoDB digest to the current state's bytes, when the backend keeps one: an
+    /// operation interrupted between its state write and its digest write leaves a digest
+    /// terraform would refuse the state over.
+    pub(crate) async fn sync_digest(&self, current: &Fetched) -> Result<(), Error> {
+        let store = self.store();
+        if let Some(table) = &store.table {
+            let objects = &store.objects;
+            table
+                .set_digest(objects.bucket(), objects.key(), &current.body)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Puts the snapshot back as the new current state, unless the state never moved from it.

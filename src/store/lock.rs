@@ -291,12 +291,15 @@ impl Locker {
             {
                 Ok(_) => {}
                 Err(S3Error::PreconditionFailed { .. }) => {
-                    return Err(LockError::Held {
-                        holder: Box::new(
-                            self.lockfile_holder().await?.unwrap_or_else(unknown_holder),
-                        ),
-                        place: "lock file",
-                    });
+                    let holder = self.lockfile_holder().await?.unwrap_or_else(unknown_holder);
+                    // A write the SDK retried after a lost answer meets the lock the first
+                    // attempt created: a holder with our ID is us.
+                    if holder.id != info.id {
+                        return Err(LockError::Held {
+                            holder: Box::new(holder),
+                            place: "lock file",
+                        });
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -310,16 +313,23 @@ impl Locker {
                 }
             };
             if !taken {
-                self.release_lockfile(info).await.ok();
-                let holder = table
-                    .get(&self.lock_id(), "Info")
-                    .await?
-                    .and_then(|j| serde_json::from_str(&j).ok())
-                    .unwrap_or_else(unknown_holder);
-                return Err(LockError::Held {
-                    holder: Box::new(holder),
-                    place: "DynamoDB",
-                });
+                let holder: LockInfo = match table.get(&self.lock_id(), "Info").await {
+                    Ok(info) => info
+                        .and_then(|j| serde_json::from_str(&j).ok())
+                        .unwrap_or_else(unknown_holder),
+                    Err(e) => {
+                        self.release_lockfile(info).await.ok();
+                        return Err(e);
+                    }
+                };
+                // As for the lock file: a retried PutItem meets the item its first attempt put.
+                if holder.id != info.id {
+                    self.release_lockfile(info).await.ok();
+                    return Err(LockError::Held {
+                        holder: Box::new(holder),
+                        place: "DynamoDB",
+                    });
+                }
             }
         }
         Ok(held)

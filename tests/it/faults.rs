@@ -138,7 +138,8 @@ fn a_kill_during_the_apply_is_recoverable() {
 
 #[test]
 fn a_kill_at_any_step_of_restore_is_recoverable() {
-    for step in ["snapshot", "confirm", "restore", "plan"] {
+    // `digest`: between the state write and the DynamoDB digest write.
+    for step in ["snapshot", "confirm", "restore", "digest", "plan"] {
         let sb = deployed(LockStyle::DynamoDb, Some("v2"));
         let before = sb.version_ids();
         let failpoint = format!("{step}=pause");
@@ -147,13 +148,22 @@ fn a_kill_at_any_step_of_restore_is_recoverable() {
             &["restore", "previous", "--auto-approve"],
             &[("TFROLLBACK_FAILPOINT", &failpoint)],
         );
-        wait_for_journal(&sb, step, |j| last_step(j) == step);
+        let journaled = if step == "digest" { "restore" } else { step };
+        wait_for_journal(&sb, step, |j| last_step(j) == journaled);
+        if step == "digest" {
+            // Paused after the state write: the restored version is current, its digest not.
+            let deadline = Instant::now() + Duration::from_mins(1);
+            while sb.current_output("active_slot") != json!("blue") {
+                assert!(Instant::now() < deadline, "the state was never written");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         std::thread::sleep(Duration::from_millis(300));
         child.kill().unwrap();
         child.wait().unwrap();
         check_recoverable(&sb, &before);
         // A restore is one atomic write: the state is either the old one or the restored one.
-        let expected = if step == "plan" {
+        let expected = if step == "plan" || step == "digest" {
             json!("blue")
         } else {
             json!("green")
@@ -700,4 +710,31 @@ fn a_journal_that_cannot_be_written_after_the_apply_never_reports_nothing_change
     broken.store(false, Ordering::SeqCst);
     check_recoverable(&sb, &before);
     assert_eq!(sb.current_output("active_slot"), json!("blue"));
+}
+
+#[test]
+fn a_lock_write_retried_after_a_lost_answer_is_still_ours() {
+    for lock in [LockStyle::LockFile, LockStyle::DynamoDb] {
+        let sb = deployed(lock, Some("v2"));
+        let proxy = Proxy::start(&lab().endpoint);
+        let lockfile = format!("{}.tflock", sb.key);
+        proxy.add(
+            Rule::new(
+                "lost-lock-answer",
+                move |h: &Head| h.object("PUT", &lockfile) || h.dynamodb("PutItem"),
+                Fault::LoseAnswer,
+            )
+            .times(1),
+        );
+        // The lock write lands, its answer is lost, the SDK writes again and meets its own
+        // lock: that is ours, not someone else's, and it is released at the end.
+        let report = tfr_via(&sb, &proxy, &[ROLLBACK, &["--json"]].concat(), &[])
+            .ok()
+            .json();
+        assert_eq!(proxy.hits("lost-lock-answer"), 1, "{lock:?}");
+        assert_eq!(report["status"], json!("rolled_back"), "{lock:?}: {report:#}");
+        assert_eq!(sb.current_output("active_slot"), json!("blue"));
+        let status = sb.tfr(&["status", "--json"]).ok().json();
+        assert_eq!(status["lock"], Value::Null, "{lock:?}: the lock was not leaked");
+    }
 }

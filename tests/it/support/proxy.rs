@@ -120,6 +120,9 @@ pub enum Fault {
     },
     /// Forward, then send the answer's head and half its body, and hang up.
     CutMidBody,
+    /// Forward (the server acts on the request), then hang up without answering: an answer
+    /// lost on the way back, which the client retries.
+    LoseAnswer,
     /// Wait this long, then forward.
     Delay(Duration),
 }
@@ -380,6 +383,10 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut answer = vec![];
     upstream.read_to_end(&mut answer)?;
 
+    if let Some(Fault::LoseAnswer) = fault {
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    }
     if let Some(Fault::CutMidBody) = fault {
         let head_end = answer
             .windows(4)
