@@ -71,10 +71,11 @@ impl Printer {
         out.flush()
     }
 
-    /// A note for people on stderr (hidden by --quiet).
+    /// A note for people on stderr (hidden by --quiet). A stderr that is gone (a dropped
+    /// SSH session) is not a reason to stop a rollback half way: write errors are ignored.
     pub(crate) fn note(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{text}");
+            let _ = writeln!(std::io::stderr(), "{text}");
         }
     }
 

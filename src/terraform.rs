@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use std::os::unix::fs::OpenOptionsExt;
+
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,11 @@ pub(crate) enum TerraformError {
     BadJson { command: String, detail: String },
     #[error("`{command}` was stopped by a signal")]
     Killed { command: String },
+    #[error("cannot create terraform's output file {path}: {source}")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read the saved plan {path}: {detail}")]
     PlanUnreadable { path: String, detail: String },
     #[error("cannot prepare the plan file {path}: {source}")]
@@ -168,8 +175,6 @@ impl Terraform {
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
         let parent = std::process::id();
@@ -193,7 +198,7 @@ impl Terraform {
         cmd
     }
 
-    fn spawn(&self, args: &[String]) -> Result<Child, TerraformError> {
+    fn spawn(&self, args: &[String], out: Stdio, err: Stdio) -> Result<Child, TerraformError> {
         // `-var` values may be secrets: logs show their names only.
         let shown: Vec<String> = args
             .iter()
@@ -206,6 +211,8 @@ impl Terraform {
             .collect();
         tracing::info!(bin = %self.bin.display(), args = ?shown, "running terraform");
         self.command(args)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .map_err(|source| TerraformError::Spawn {
                 bin: self.bin.display().to_string(),
@@ -223,45 +230,88 @@ impl Terraform {
 
     /// Runs terraform to completion, handing each stdout line to `on_line`, and forwarding an
     /// interrupt (once) as SIGINT. Returns the exit code (130 when interrupted) and stderr.
+    ///
+    /// terraform writes to files under `.tfrollback/logs/`, never to pipes: if tfrollback dies
+    /// (SIGKILL, OOM, a dropped SSH session), terraform, interrupted by the parent-death
+    /// signal, must still be able to print "Stopping operation..." and persist its state,
+    /// where a dead pipe would kill it with SIGPIPE first. tfrollback reads the file as it
+    /// grows; the files go away when the command ends normally.
     async fn run(
         &mut self,
         args: &[String],
         on_line: &mut dyn FnMut(&str),
         on_spawn: &mut dyn FnMut(u32),
     ) -> Result<(i32, String), TerraformError> {
-        let mut child = self.spawn(args)?;
+        let (out_path, err_path) = self.log_files(args)?;
+        let open = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| self.log_error(path, source))
+        };
+        let (out, err) = (open(&out_path)?, open(&err_path)?);
+        let mut reader = tokio::fs::File::open(&out_path)
+            .await
+            .map_err(|source| self.log_error(&out_path, source))?;
+        let mut child = self.spawn(args, Stdio::from(out), Stdio::from(err))?;
         if let Some(pid) = child.id() {
             on_spawn(pid);
         }
-        let stderr = drain(child.stderr.take());
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
         let mut forwarded = false;
-        if let Some(out) = child.stdout.take() {
-            let mut lines = BufReader::new(out).lines();
-            loop {
-                tokio::select! {
-                    line = lines.next_line() => match line {
-                        Ok(Some(line)) => on_line(&line),
-                        _ => break,
-                    },
-                    changed = self.interrupt.changed(), if !forwarded => {
-                        if changed.is_err() {
-                            // No sender any more: nothing can interrupt; stop watching.
-                            forwarded = true;
-                        } else if *self.interrupt.borrow() {
-                            forwarded = true;
-                            if let Some(pid) = child.id() {
-                                interrupt_child(pid);
-                            }
+        let mut emit = |pending: &mut Vec<u8>, bytes: &[u8]| {
+            pending.extend_from_slice(bytes);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r'));
+            }
+        };
+        let status = loop {
+            let n = reader.read(&mut chunk).await.unwrap_or(0);
+            if n > 0 {
+                emit(&mut pending, &chunk[..n]);
+                continue;
+            }
+            let exited = child.try_wait().map_err(|source| TerraformError::Spawn {
+                bin: self.bin.display().to_string(),
+                source,
+            })?;
+            if let Some(status) = exited {
+                // terraform is gone: what it wrote last is all there is.
+                loop {
+                    let n = reader.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    emit(&mut pending, &chunk[..n]);
+                }
+                break status;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                changed = self.interrupt.changed(), if !forwarded => {
+                    if changed.is_err() {
+                        // No sender any more: nothing can interrupt; stop watching.
+                        forwarded = true;
+                    } else if *self.interrupt.borrow() {
+                        forwarded = true;
+                        if let Some(pid) = child.id() {
+                            interrupt_child(pid);
                         }
                     }
                 }
             }
+        };
+        if !pending.is_empty() {
+            let rest = std::mem::take(&mut pending);
+            on_line(String::from_utf8_lossy(&rest).trim_end());
         }
-        let status = child.wait().await.map_err(|source| TerraformError::Spawn {
-            bin: self.bin.display().to_string(),
-            source,
-        })?;
-        let stderr = stderr.await.unwrap_or_default();
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&out_path);
+        let _ = std::fs::remove_file(&err_path);
         let interrupted = *self.interrupt.borrow();
         match status.code() {
             Some(0) if interrupted => Ok((130, stderr)),
@@ -269,6 +319,29 @@ impl Terraform {
             None => Err(TerraformError::Killed {
                 command: self.describe(args),
             }),
+        }
+    }
+
+    /// The stdout and stderr files of one terraform command.
+    fn log_files(&self, args: &[String]) -> Result<(PathBuf, PathBuf), TerraformError> {
+        let dir = crate::store::journal::local_dir(&self.dir, "logs")
+            .map_err(|source| self.log_error(&self.dir.join(".tfrollback/logs"), source))?;
+        let stamp = jiff::Timestamp::now().as_millisecond();
+        let name = format!(
+            "{stamp}-{}-{}",
+            std::process::id(),
+            args.first().map_or("terraform", String::as_str)
+        );
+        Ok((
+            dir.join(format!("{name}.out")),
+            dir.join(format!("{name}.err")),
+        ))
+    }
+
+    fn log_error(&self, path: &Path, source: std::io::Error) -> TerraformError {
+        TerraformError::Log {
+            path: path.display().to_string(),
+            source,
         }
     }
 
@@ -494,16 +567,6 @@ fn stderr_diagnostic(stderr: &str) -> Diagnostic {
         detail: tail[start..].join("\n"),
         address: None,
     }
-}
-
-fn drain(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            let _ = s.read_to_string(&mut text).await;
-        }
-        text
-    })
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -36,7 +36,7 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
     audit.recovering(&journal, command.clone());
     if let Some(pid) = journal.terraform_pid
         && journal.host == ctx.settings.identity.host
-        && terraform_running(pid)
+        && terraform_group_alive(pid)
     {
         return Err(Refusal::TerraformStillRunning { pid }.into());
     }
@@ -131,12 +131,13 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
     ctx.emit(&report, Report::text)
 }
 
-/// Whether `pid` is alive and is a terraform or tofu process (not a reused pid).
-fn terraform_running(pid: u32) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+/// Whether the process group the interrupted terraform led is still there: terraform ran as
+/// the leader of a group of its own (with its providers and provisioners), whatever its binary
+/// is called (`terraform-bin` behind setup-terraform's wrapper, `tofu`, ...). Until the group
+/// is gone it may still be persisting what it did.
+fn terraform_group_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    let name = String::from_utf8_lossy(argv0);
-    name.ends_with("terraform") || name.ends_with("tofu")
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }

@@ -1,18 +1,23 @@
 //! Signals during a state-changing operation: the first Ctrl-C or SIGTERM asks the running
 //! terraform to stop and the operation to wind down safely; it never kills anything mid-write.
 
+use std::io::Write as _;
+
 use tokio::sync::watch;
 
-/// Listens for Ctrl-C and SIGTERM. The first one flips the returned flag (the running
-/// terraform gets SIGINT once and the operation winds down safely); later ones only remind
-/// the user that tfrollback is finishing.
+/// Listens for Ctrl-C, SIGTERM, SIGHUP (a dropped SSH session) and SIGQUIT. The first one
+/// flips the returned flag (the running terraform gets SIGINT once and the operation winds
+/// down safely); later ones only remind the user that tfrollback is finishing. Nothing here
+/// may fail on a terminal that is gone.
 pub(crate) fn interrupts() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::quit()),
         ) else {
             return;
         };
@@ -21,16 +26,17 @@ pub(crate) fn interrupts() -> watch::Receiver<bool> {
             tokio::select! {
                 _ = int.recv() => {},
                 _ = term.recv() => {},
+                _ = hup.recv() => {},
+                _ = quit.recv() => {},
             }
-            if first {
-                eprintln!(
-                    "tfrollback: stopping; terraform was asked to stop and the state will be left as safe as it was found"
-                );
+            let said = if first {
                 let _ = tx.send(true);
                 first = false;
+                "tfrollback: stopping; terraform was asked to stop and the state will be left as safe as it was found"
             } else {
-                eprintln!("tfrollback: still finishing safely; please wait");
-            }
+                "tfrollback: still finishing safely; please wait"
+            };
+            let _ = writeln!(std::io::stderr(), "{said}");
         }
     });
     rx

@@ -732,9 +732,59 @@ fn a_lock_write_retried_after_a_lost_answer_is_still_ours() {
             .ok()
             .json();
         assert_eq!(proxy.hits("lost-lock-answer"), 1, "{lock:?}");
-        assert_eq!(report["status"], json!("rolled_back"), "{lock:?}: {report:#}");
+        assert_eq!(
+            report["status"],
+            json!("rolled_back"),
+            "{lock:?}: {report:#}"
+        );
         assert_eq!(sb.current_output("active_slot"), json!("blue"));
         let status = sb.tfr(&["status", "--json"]).ok().json();
-        assert_eq!(status["lock"], Value::Null, "{lock:?}: the lock was not leaked");
+        assert_eq!(
+            status["lock"],
+            Value::Null,
+            "{lock:?}: the lock was not leaked"
+        );
+    }
+}
+
+#[test]
+fn a_kill_during_the_apply_lets_terraform_persist_what_it_did() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let before = sb.version_ids();
+    let mut args = ROLLBACK.to_vec();
+    args.extend(["--var", "slow_seconds=8"]);
+    let mut child = spawn(&sb, &args, &[]);
+    wait_for_journal(&sb, "the apply", |j| j["terraform_pid"].is_u64());
+    // The router is replaced first; the warm-up then sleeps. Kill tfrollback meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // terraform, interrupted by its parent's death, stops cleanly and persists the objects it
+    // created; recover waits for it, puts the snapshot back and names what it left outside.
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let report = loop {
+        let run = sb.tfr(&["recover", "--json"]);
+        if run.code == 0 {
+            break run.json();
+        }
+        assert!(run.stderr.contains("still running"), "{}", run.stderr);
+        assert!(Instant::now() < deadline, "{}", run.stderr);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(report["status"], json!("recovered"), "{report:#}");
+    let orphans: Vec<String> = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        orphans.iter().any(|a| a == "terraform_data.router"),
+        "the router terraform replaced before the kill is named: {report:#}"
+    );
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
+    let now = sb.version_ids();
+    for id in &before {
+        assert!(now.contains(id), "version {id} was lost");
     }
 }
