@@ -330,6 +330,16 @@ pub(crate) struct RecoverArgs {
     /// Keep trying to take the state lock for this long (e.g. 30s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub(crate) lock_timeout: std::time::Duration,
+
+    /// Write the snapshot back even though the interrupted operation's lock was gone and the
+    /// state was written since (undoing whatever was written)
+    #[arg(long, conflicts_with = "keep_current")]
+    pub(crate) force_restore: bool,
+
+    /// Close the interrupted operation and leave the state as it is now, when it was written
+    /// since the operation's lock was gone
+    #[arg(long)]
+    pub(crate) keep_current: bool,
 }
 
 /// `30s`, `5m`, `1h30m`, `90` (seconds).

@@ -249,6 +249,13 @@ pub(crate) enum Refusal {
         planned_lineage: String,
     },
     #[error(
+        "the interrupted operation's lock was gone and the state was written since (current version {current}, snapshot {snapshot}): writing the snapshot back would undo that write"
+    )]
+    StaleSnapshot {
+        snapshot: VersionId,
+        current: VersionId,
+    },
+    #[error(
         "operation {operation_id} (by {who}) is still running: its heartbeat is {age_secs} s old; recover takes over only from an operation that stopped"
     )]
     StillAlive {
@@ -320,6 +327,7 @@ impl Refusal {
             Refusal::NoLock { .. } => "no_lock",
             Refusal::TargetMoved { .. } => "target_moved",
             Refusal::StillAlive { .. } => "still_alive",
+            Refusal::StaleSnapshot { .. } => "stale_snapshot",
             Refusal::PlanOfAnotherState { .. } => "plan_of_another_state",
         }
     }
@@ -348,6 +356,7 @@ impl Refusal {
             Refusal::NothingMapped { .. } => "map outputs to variables with --map OUTPUT.PATH=VARIABLE (docs/mapping.md), or roll back the state alone with `tfrollback restore`".into(),
             Refusal::TerraformStillRunning { .. } => "wait for it to stop (it was sent an interrupt and is saving its state), then run `tfrollback recover` again".into(),
             Refusal::PlanOfAnotherState { .. } => "find out who wrote it (`tfrollback list`, `tfrollback history`), then run the rollback again".into(),
+            Refusal::StaleSnapshot { .. } => "look at `tfrollback list` and `tfrollback diff`; then `tfrollback recover --force-restore` puts the snapshot back anyway, or `tfrollback recover --keep-current` closes the operation and leaves the state as it is".into(),
             Refusal::StillAlive { .. } => "let it finish (or stop it with Ctrl-C where it runs); if its machine is gone, run `tfrollback recover` again once its heartbeat is older than three intervals (30 s by default)".into(),
             Refusal::TargetMoved { .. } => "look at `tfrollback list` and run the command again, or name the version id you mean".into(),
             Refusal::NoLock { .. } => "configure `use_lockfile = true` (or a dynamodb_table) in the backend, or pass --no-lock if nobody else can write this state now".into(),

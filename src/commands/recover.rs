@@ -96,6 +96,15 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
         if !verified {
             next.push("The rollback was not verified: run `terraform plan` with the rollback var file to check it converged.".into());
         }
+    } else if op.journal.apply_started()
+        && let Some(snapshot) = op.journal.snapshot.clone()
+        && !restore_is_safe(&mut op, adopted, &snapshot, args).await?
+    {
+        op.skip(Step::Recover);
+        ctx.printer.note(
+            "recover    --keep-current: the state stays as it is now; closing the interrupted operation",
+        );
+        next.push("The state was left as someone wrote it after the interrupted rollback; run `terraform plan` to see where it stands.".into());
     } else if op.journal.apply_started() && op.journal.snapshot.is_some() {
         op.begin(Step::Recover).await?;
         match op.restore_snapshot().await {
@@ -129,6 +138,37 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
     report.next = next;
     audit.report(&report);
     ctx.emit(&report, Report::text)
+}
+
+/// Whether the snapshot may be written back. With the interrupted operation's own lock taken
+/// over, nobody else wrote since (the state is the snapshot or what its apply wrote). With the
+/// lock gone and the state moved, someone may have applied since: writing the old snapshot
+/// would undo their work, so it needs `--force-restore` (or `--keep-current` to leave it).
+/// Refusing lets go of the lock taken for this and leaves the journal for that decision.
+async fn restore_is_safe(
+    op: &mut Operation<'_>,
+    adopted: bool,
+    snapshot: &crate::store::journal::Snapshot,
+    args: &RecoverArgs,
+) -> Result<bool, Error> {
+    if adopted || args.force_restore {
+        return Ok(true);
+    }
+    let now = op.current().await?;
+    if now.version_id.as_ref() == Some(&snapshot.version_id) {
+        return Ok(true);
+    }
+    if args.keep_current {
+        return Ok(false);
+    }
+    op.release().await?;
+    Err(Refusal::StaleSnapshot {
+        snapshot: snapshot.version_id.clone(),
+        current: now
+            .version_id
+            .unwrap_or_else(crate::model::selector::VersionId::null),
+    }
+    .into())
 }
 
 /// Whether the process group the interrupted terraform led is still there: terraform ran as

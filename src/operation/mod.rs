@@ -102,6 +102,7 @@ impl<'a> Operation<'a> {
             journal: Journal {
                 operation_id: uuid::Uuid::new_v4().to_string(),
                 command,
+                location: engine.store.location(),
                 who: engine.identity.user.clone(),
                 started_at: jiff::Timestamp::now().to_string(),
                 target,
@@ -340,6 +341,15 @@ impl<'a> Operation<'a> {
         let operation = format!("tfrollback recover {}", self.journal.operation_id);
         self.lock(operation, terraform_version, timeout).await?;
         Ok(false)
+    }
+
+    /// Lets go of the lock (and its heartbeat) without finishing the journal: the operation
+    /// is left for a later decision.
+    pub(crate) async fn release(&mut self) -> Result<(), Error> {
+        if let Some(beat) = self.heartbeat.take() {
+            self.store().journals.stop_heartbeat(beat).await;
+        }
+        self.unlock().await
     }
 
     /// Releases the lock if it is ours.

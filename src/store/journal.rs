@@ -117,6 +117,10 @@ pub(crate) struct Snapshot {
 pub(crate) struct Journal {
     pub(crate) operation_id: String,
     pub(crate) command: String,
+    /// The state it works on (`s3://bucket/key`, workspace included): a journal is only ever
+    /// recovered against that state.
+    #[serde(default)]
+    pub(crate) location: String,
     pub(crate) who: String,
     pub(crate) started_at: String,
     pub(crate) target: VersionRef,
@@ -334,8 +338,14 @@ impl JournalStore {
             .filter_map(Result::ok)
             .filter_map(|e| std::fs::read(e.path()).ok())
             .filter_map(|bytes| serde_json::from_slice::<Journal>(&bytes).ok())
-            .filter(|j| !j.finished)
+            .filter(|j| !j.finished && self.is_ours(j))
             .collect()
+    }
+
+    /// Whether `journal` is about this store's state (journals from before the location was
+    /// recorded are taken to be, as they were written next to it or in its directory).
+    fn is_ours(&self, journal: &Journal) -> bool {
+        journal.location.is_empty() || journal.location == self.store.location()
     }
 
     /// Writes the local copy only (before the lock is taken, when writing next to the state
@@ -380,8 +390,8 @@ impl JournalStore {
             })?),
             Err(_) => None,
         };
-        let remote = remote.filter(|j| !j.finished);
-        let local = local.filter(|j| !j.finished);
+        let remote = remote.filter(|j| !j.finished && self.is_ours(j));
+        let local = local.filter(|j| !j.finished && self.is_ours(j));
         Ok(match (remote, local) {
             (Some(r), Some(l))
                 if r.operation_id == l.operation_id && l.steps.len() > r.steps.len() =>

@@ -788,3 +788,89 @@ fn a_kill_during_the_apply_lets_terraform_persist_what_it_did() {
         assert!(now.contains(id), "version {id} was lost");
     }
 }
+
+#[test]
+fn recover_never_writes_one_states_snapshot_into_another() {
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    sb.terraform(&["workspace", "new", "staging"]).ok();
+    sb.apply(&[("active_slot", "blue")]);
+    sb.terraform(&["workspace", "select", "default"]).ok();
+    let staging_key = format!("env:/staging/{}", sb.key);
+    let staging_before = sb.s3().versions(&staging_key).len();
+    // A rollback of default is killed mid-way: its journal sits in the working directory.
+    let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", "apply=pause")]);
+    wait_for_journal(&sb, "the apply", |j| last_step(j) == "apply");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // recover for staging must not pick up default's journal.
+    let run = sb
+        .tfr(&["--workspace", "staging", "recover", "--json"])
+        .ok();
+    assert_eq!(
+        run.json()["status"],
+        json!("nothing_to_recover"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sb.s3().versions(&staging_key).len(),
+        staging_before,
+        "staging untouched"
+    );
+    assert_eq!(
+        sb.s3().get_json(&staging_key, None)["outputs"]["active_slot"]["value"],
+        json!("blue")
+    );
+    // default's own recover still finds it.
+    check_recoverable(&sb, &sb.version_ids());
+}
+
+#[test]
+fn recover_does_not_write_a_stale_snapshot_over_a_later_apply() {
+    for (flag, expected) in [("--force-restore", "v2"), ("--keep-current", "v3")] {
+        let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+        let mut child = spawn(&sb, ROLLBACK, &[("TFROLLBACK_FAILPOINT", "apply=pause")]);
+        let j = wait_for_journal(&sb, "the apply", |j| last_step(j) == "apply");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Someone breaks the lock and deploys: the state moved on past the snapshot.
+        let lock_id = j["lock"]["info"]["ID"].as_str().unwrap().to_string();
+        sb.terraform(&["force-unlock", "-force", &lock_id]).ok();
+        sb.apply(&[("active_slot", "green"), ("green_version", "v3")]);
+        let theirs = sb.version_ids();
+        std::thread::sleep(Duration::from_secs(4)); // the killed operation's heartbeat goes stale
+        let refused = sb.tfr(&["recover"]).code(1);
+        assert!(
+            refused.stderr.contains("--force-restore"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            refused.stderr.contains("--keep-current"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(sb.version_ids(), theirs, "their apply stays current");
+        assert_eq!(sb.current_output("green_version"), json!("v3"));
+        let status = sb.tfr(&["status", "--json"]).ok().json();
+        assert_eq!(
+            status["lock"],
+            Value::Null,
+            "recover let go of the lock it took: {status:#}"
+        );
+        assert!(
+            !status["unfinished"].is_null(),
+            "the journal waits for a decision"
+        );
+        // Said out loud: the snapshot goes back, or the later state stays.
+        sb.tfr(&["recover", flag]).ok();
+        assert_eq!(
+            sb.current_output("green_version"),
+            json!(expected),
+            "{flag}"
+        );
+        let status = sb.tfr(&["status", "--json"]).ok().json();
+        assert_eq!(status["unfinished"], Value::Null, "{flag}: {status:#}");
+        assert_eq!(status["lock"], Value::Null, "{flag}: {status:#}");
+    }
+}
