@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 
+use tokio::sync::watch;
+
 use crate::error::{Error, Refusal};
 use crate::settings::Terminal;
 
@@ -33,14 +35,34 @@ pub(crate) async fn confirm(question: &str) -> bool {
 }
 
 /// Goes on when `auto_approve` is set or the person says yes; otherwise `what` is cancelled.
+/// Ctrl-C at the prompt stops at once (the answer is never waited for).
 pub(crate) async fn approve(
     auto_approve: bool,
     question: &str,
     what: &'static str,
+    interrupt: &watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    if auto_approve || confirm(question).await {
-        Ok(())
-    } else {
-        Err(Refusal::Cancelled { what }.into())
+    if auto_approve {
+        return Ok(());
+    }
+    tokio::select! {
+        yes = confirm(question) => {
+            if yes {
+                Ok(())
+            } else {
+                Err(Refusal::Cancelled { what }.into())
+            }
+        }
+        () = interrupted(interrupt.clone()) => {
+            eprintln!();
+            Err(Refusal::Interrupted.into())
+        }
+    }
+}
+
+/// Resolves when the flag turns true; never, when nobody can raise it any more.
+async fn interrupted(mut flag: watch::Receiver<bool>) {
+    if flag.wait_for(|raised| *raised).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

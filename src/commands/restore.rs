@@ -111,7 +111,7 @@ async fn restore(
             prepare_terraform(
                 ctx,
                 args.run.terraform_bin.as_deref(),
-                interrupt,
+                interrupt.clone(),
                 &target.version_id,
                 &target_state.terraform_version,
             )
@@ -120,7 +120,8 @@ async fn restore(
     };
     let var_args = terraform::var_args(&user_var_files(&args.var_files)?, &args.vars, None);
 
-    let mut op = Operation::new(ctx.engine(), command, target_ref, started);
+    let mut op =
+        Operation::new(ctx.engine(), command, target_ref, started).interruptible(interrupt.clone());
     audit.operation(&op.journal);
     let tf_version = terraform
         .as_ref()
@@ -209,6 +210,7 @@ async fn locked(
         target_still(ctx, &args.version, &op.journal.target.version_id).await?;
     }
     op.begin(Step::Confirm).await?;
+    let interrupt = op.interrupt();
     approve(
         args.run.auto_approve,
         &format!(
@@ -216,6 +218,7 @@ async fn locked(
             op.journal.target.version_id
         ),
         "restore",
+        &interrupt,
     )
     .await?;
     op.begin(Step::Restore).await?;

@@ -69,7 +69,8 @@ async fn roll_back(
         version_id: prepared.target.version_id.clone(),
         serial: prepared.target_serial,
     };
-    let mut op = Operation::new(ctx.engine(), command, target, started);
+    let mut op =
+        Operation::new(ctx.engine(), command, target, started).interruptible(interrupt.clone());
     audit.operation(&op.journal);
     ctx.printer.note(&format!(
         "preflight  target {} (serial {}), current {}",
@@ -338,6 +339,7 @@ impl Rollback<'_> {
                 self.prepared.target.version_id
             ),
             "rollback",
+            &self.interrupt,
         )
         .await
     }

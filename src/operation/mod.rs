@@ -10,6 +10,8 @@ pub(crate) mod signals;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use crate::error::{Error, Refusal};
 use crate::model::diff::{Orphan, orphans};
 use crate::model::identity::Identity;
@@ -59,6 +61,11 @@ impl Engine<'_> {
     }
 }
 
+/// A flag nobody raises (its sender is gone): for operations that no signal interrupts.
+fn never_interrupted() -> watch::Receiver<bool> {
+    watch::channel(false).1
+}
+
 /// What an operation does, which names it in the journal, the lock, reports and history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verb {
@@ -85,6 +92,8 @@ pub(crate) struct Operation<'a> {
     held_once: bool,
     /// Beats while the lock is held, so no `recover` takes over a live operation.
     heartbeat: Option<Heartbeat>,
+    /// Ctrl-C and friends (`signals::interrupts`): a wait for the lock ends at once.
+    interrupt: watch::Receiver<bool>,
     step_started: Option<Instant>,
 }
 
@@ -116,6 +125,7 @@ impl<'a> Operation<'a> {
             held: None,
             held_once: false,
             heartbeat: None,
+            interrupt: never_interrupted(),
             step_started: None,
         };
         op.journal.steps.push(StepRecord {
@@ -135,8 +145,20 @@ impl<'a> Operation<'a> {
             held: None,
             held_once: false,
             heartbeat: None,
+            interrupt: never_interrupted(),
             step_started: None,
         }
+    }
+
+    /// The interrupt flag the operation watches (for prompts under its lock).
+    pub(crate) fn interrupt(&self) -> watch::Receiver<bool> {
+        self.interrupt.clone()
+    }
+
+    /// Lets Ctrl-C end a wait for the lock.
+    pub(crate) fn interruptible(mut self, interrupt: watch::Receiver<bool>) -> Operation<'a> {
+        self.interrupt = interrupt;
+        self
     }
 
     pub(crate) fn printer(&self) -> &'a Printer {
@@ -297,7 +319,7 @@ impl<'a> Operation<'a> {
         let printer = self.printer();
         let held = store
             .locker
-            .acquire(&info, timeout, &mut |holder| {
+            .acquire(&info, timeout, &self.interrupt, &mut |holder| {
                 printer.note(&format!(
                     "waiting for the state lock held by {} ({}, since {})",
                     holder.who, holder.operation, holder.created

@@ -73,6 +73,8 @@ pub(crate) enum LockError {
     S3(#[from] S3Error),
     #[error("DynamoDB table {table} does not exist")]
     NoTable { table: String },
+    #[error("interrupted while waiting for the state lock; nothing was changed")]
+    Interrupted,
     #[error("DynamoDB {operation} on table {table} failed: {detail}")]
     Dynamo {
         operation: &'static str,
@@ -88,6 +90,7 @@ impl LockError {
                 "wait for that operation to finish, or retry with --lock-timeout 10m to wait for it; if you know its holder is gone, `terraform force-unlock {}` removes it",
                 holder.id
             ),
+            LockError::Interrupted => "run the command again when the lock is free (`tfrollback status` shows who holds it)".into(),
             LockError::NoTable { .. } => "check dynamodb_table in the backend configuration and the region".into(),
             LockError::Dynamo { .. } => "check DynamoDB access (dynamodb:GetItem, PutItem, DeleteItem on the lock table) and the endpoint; nothing was changed".into(),
             LockError::S3(e) => return e.hint(),
@@ -249,10 +252,13 @@ impl Locker {
     }
 
     /// Takes every configured lock, retrying while someone else holds it until `timeout`.
+    /// Ctrl-C (`stop` turning true) ends the wait at once; an attempt under way is never cut
+    /// short, so no lock is ever taken without being known.
     pub(crate) async fn acquire(
         &self,
         info: &LockInfo,
         timeout: Duration,
+        stop: &tokio::sync::watch::Receiver<bool>,
         on_wait: &mut dyn FnMut(&LockInfo),
     ) -> Result<HeldLock, LockError> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -268,7 +274,17 @@ impl Locker {
                         on_wait(&holder);
                         announced = true;
                     }
-                    tokio::time::sleep(delay).await;
+                    let mut stop = stop.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        stopped = stop.wait_for(|stop| *stop) => {
+                            // A closed channel means nobody can ask to stop: keep waiting.
+                            if stopped.is_ok() {
+                                return Err(LockError::Interrupted);
+                            }
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 other => return other,

@@ -186,3 +186,63 @@ fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
     assert_eq!(sb.current_output("active_slot"), json!("green"));
     assert_eq!(lock_holder(&sb), Value::Null);
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_the_lock_stops_at_once_and_changes_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let sb = deployed(LockStyle::DynamoDb, None);
+    // Someone else holds the lock (a lock item terraform itself would show).
+    let table = sb.table.clone().unwrap();
+    let info = r#"{"ID":"11111111-2222-3333-4444-555555555555","Operation":"OperationTypeApply","Info":"","Who":"ci@runner","Version":"1.11.4","Created":"2026-12-01T00:00:00Z","Path":""}"#;
+    sb.dynamodb().put(&table, &sb.lock_id(), &[("Info", info)]);
+    let versions = sb.version_ids();
+    let mut child = sb
+        .tfr_command(&[
+            "to",
+            "previous",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--lock-timeout",
+            "10m",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waiting for the lock: the pending journal is there and the lock is still someone else's.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !sb.dir.join(".tfrollback/journals").is_dir() {
+        assert!(
+            Instant::now() < deadline,
+            "it never started to wait for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let interrupted = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-C was ignored while waiting for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(interrupted.elapsed() < Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(sb.version_ids(), versions, "nothing was written");
+    assert_eq!(
+        lock_holder(&sb)["ID"],
+        json!("11111111-2222-3333-4444-555555555555"),
+        "their lock is untouched"
+    );
+}
