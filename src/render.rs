@@ -372,6 +372,10 @@ pub(crate) struct DiffView {
     pub(crate) variables: Vec<VariableView>,
     /// Variables the target recorded that a rollback will not set, and why.
     pub(crate) skipped_variables: Vec<String>,
+    /// Versions between the two that the selector passed over as probable intermediate
+    /// snapshots of an apply (newest first).
+    #[serde(default)]
+    pub(crate) skipped_versions: Vec<String>,
     #[serde(skip)]
     pub(crate) location: String,
 }
@@ -409,6 +413,12 @@ pub(crate) fn render_diff(view: &DiffView) -> String {
     let _ = writeln!(out, "Rolling back {}", view.location);
     let _ = writeln!(out, "  from {}", endpoint(&view.from));
     let _ = writeln!(out, "  to   {}", endpoint(&view.to));
+    for skipped in &view.skipped_versions {
+        let _ = writeln!(
+            out,
+            "  skipped {skipped}: probably an intermediate snapshot of an apply, not its result"
+        );
+    }
 
     let _ = writeln!(out, "\n{}", style("Outputs").bold());
     if view.outputs.is_empty() {

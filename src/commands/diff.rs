@@ -70,6 +70,15 @@ pub(crate) async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
                 slot: mapping.slot_variable.as_deref() == Some(v.name.as_str()),
             })
             .collect(),
+        skipped_versions: listing
+            .versions
+            .iter()
+            .skip_while(|v| v.version_id != from.version_id)
+            .skip(1)
+            .take_while(|v| v.version_id != target.version_id)
+            .filter(|v| listing.intermediate.contains(&v.version_id))
+            .map(|v| v.version_id.to_string())
+            .collect(),
         skipped_variables: mapping
             .skipped
             .iter()

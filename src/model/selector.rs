@@ -261,12 +261,18 @@ pub(crate) fn current(listing: &Listing, location: &str) -> Result<ObjectVersion
 }
 
 /// Versions that are probably intermediate snapshots persisted during an apply rather than its
-/// result: the next newer version has the same lineage and the next serial, was written within
-/// a few seconds, and it carries check results where this one has none (terraform records them
-/// only at the end of an apply). For configurations with nothing to check, the weaker sign is
-/// the same outputs, written within a second, with no resource lost (a `state rm` loses one).
-/// A wrong flag would make `previous` skip a real state, so doubtful cases are not flagged: a
-/// pair that needs resource counts nobody has read is not flagged (see `counts_needed`).
+/// result. terraform persists the state at the first resource update 20 s or more after the
+/// apply's first one (and so on for long applies), then at the end: an intermediate snapshot
+/// has the same lineage and the serial before the next one, carries no check results where
+/// the apply's result does (terraform records them only at the end), and already holds the new
+/// output values; it can precede the result by many seconds, as long as the rest of the apply
+/// takes. So a pair is flagged when the newer carries checks and the older none, written within
+/// a few seconds, or up to `APPLY_HOURS` apart when their outputs are equal too; a run of such
+/// snapshots before a flagged one is flagged with it. For configurations with nothing to check,
+/// the weaker sign is the same outputs, written within a second, with no resource lost (a
+/// `state rm` loses one). A wrong flag would make `previous` skip a real state, so doubtful
+/// cases are not flagged: a pair that needs resource counts nobody has read is not flagged
+/// (see `counts_needed`).
 pub(crate) fn intermediate(
     versions: &[ObjectVersion],
     summaries: &BTreeMap<VersionId, crate::model::state::StateSummary>,
@@ -298,26 +304,42 @@ enum Verdict {
     NeedCounts,
 }
 
-/// Each pair of neighbouring states (newer, older) with what the rule says of the older one.
+/// How long one apply may run, for the intermediate-snapshot rule.
+const APPLY_HOURS: i64 = 6;
+
+/// Each pair of neighbouring states (newer, older) with what the rule says of the older one,
+/// newest first.
 fn pairs<'a>(
     versions: &'a [ObjectVersion],
     summaries: &'a BTreeMap<VersionId, crate::model::state::StateSummary>,
 ) -> impl Iterator<Item = (&'a ObjectVersion, &'a ObjectVersion, Verdict)> + 'a {
     const WITHIN: i64 = 5;
     let states: Vec<&ObjectVersion> = versions.iter().filter(|v| !v.delete_marker).collect();
-    let pairs: Vec<(&ObjectVersion, &ObjectVersion)> =
-        states.windows(2).map(|pair| (pair[0], pair[1])).collect();
-    pairs.into_iter().filter_map(move |(newer, older)| {
-        let n = summaries.get(&newer.version_id)?;
-        let o = summaries.get(&older.version_id)?;
+    let mut verdicts = Vec::new();
+    // Whether the newer of the pair is itself an intermediate snapshot of an apply whose result
+    // carries checks (a run of them); the weaker sign never starts a run.
+    let mut newer_flagged = false;
+    for pair in states.windows(2) {
+        let (newer, older) = (pair[0], pair[1]);
+        let (Some(n), Some(o)) = (
+            summaries.get(&newer.version_id),
+            summaries.get(&older.version_id),
+        ) else {
+            newer_flagged = false;
+            continue;
+        };
         let gap = newer.last_modified.as_second() - older.last_modified.as_second();
-        let one_apply =
-            n.lineage == o.lineage && n.serial == o.serial + 1 && (0..=WITHIN).contains(&gap);
-        let verdict = if !one_apply {
+        let next = n.lineage == o.lineage && n.serial == o.serial + 1 && gap >= 0;
+        let same_outputs = n.outputs == o.outputs;
+        let checked_run = next
+            && !o.checks
+            && (n.checks || newer_flagged)
+            && (gap <= WITHIN || same_outputs && gap <= APPLY_HOURS * 3600);
+        let verdict = if !next || o.checks {
             Verdict::Keep
-        } else if n.checks && !o.checks {
+        } else if checked_run {
             Verdict::Flag
-        } else if !n.checks && !o.checks && gap <= 1 && n.outputs == o.outputs {
+        } else if !n.checks && gap <= 1 && same_outputs {
             match (n.resources, o.resources) {
                 (Some(a), Some(b)) if a >= b => Verdict::Flag,
                 (Some(_), Some(_)) => Verdict::Keep,
@@ -326,8 +348,10 @@ fn pairs<'a>(
         } else {
             Verdict::Keep
         };
-        Some((newer, older, verdict))
-    })
+        newer_flagged = checked_run;
+        verdicts.push((newer, older, verdict));
+    }
+    verdicts.into_iter()
 }
 
 #[cfg(test)]
@@ -496,6 +520,49 @@ pub(crate) mod tests {
             ],
         );
         assert_eq!(found, ["mid"]);
+    }
+
+    #[test]
+    fn a_long_applys_snapshots_are_flagged_however_long_the_rest_of_it_took() {
+        // terraform's real pattern: snapshots 20 s into the apply and after, the result seconds
+        // or minutes later, all with the new outputs and only the result with check results.
+        let found = flagged(
+            &[
+                ("final", 1000),
+                ("mid2", 992),
+                ("mid1", 970),
+                ("deploy1", 900),
+            ],
+            vec![
+                ("final", summary(5, "green", true)),
+                ("mid2", summary(4, "green", false)),
+                ("mid1", summary(3, "green", false)),
+                ("deploy1", summary(2, "blue", true)),
+            ],
+        );
+        assert_eq!(
+            found,
+            ["mid1", "mid2"],
+            "the whole run, 8 s and 30 s before the result"
+        );
+        // Days later, with other outputs: a separate apply, never a snapshot.
+        let found = flagged(
+            &[("later", 900_000), ("earlier", 10)],
+            vec![
+                ("later", summary(2, "green", true)),
+                ("earlier", summary(1, "blue", false)),
+            ],
+        );
+        assert!(found.is_empty());
+        // Equal outputs but longer apart than any apply runs.
+        let found = flagged(
+            &[("later", 900_000), ("earlier", 10)],
+            vec![
+                ("later", summary(2, "green", true)),
+                ("earlier", summary(1, "green", false)),
+            ],
+        );
+        assert!(found.is_empty());
     }
 
     #[test]

@@ -473,3 +473,61 @@ fn a_verification_failure_after_a_successful_apply_keeps_terraforms_state() {
         json!("rolled_back_unverified")
     );
 }
+
+#[test]
+fn previous_skips_a_long_applys_snapshot_written_seconds_before_its_result() {
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::DynamoDb)
+        .build();
+    // After the warm-up, one more slow step: terraform's snapshot (persisted at the first
+    // update 20 s into the apply) then precedes the result by about 8 s.
+    std::fs::write(
+        sb.dir.join("settle.tf"),
+        "resource \"terraform_data\" \"settle\" {\n  triggers_replace = var.active_slot\n  depends_on       = [terraform_data.warmup]\n  provisioner \"local-exec\" {\n    command = var.slow_seconds > 0 ? \"sleep 8\" : \"true\"\n  }\n}\n",
+    )
+    .unwrap();
+    sb.apply(&[("active_slot", "blue")]);
+    let deploy1 = sb.version_ids()[0].clone();
+    sb.apply(&[
+        ("active_slot", "green"),
+        ("green_version", "v2"),
+        ("slow_seconds", "22"),
+    ]);
+    let ids = sb.version_ids();
+    assert_eq!(
+        ids.len(),
+        3,
+        "terraform persisted a snapshot during the long apply"
+    );
+    let (result, snapshot) = (&ids[0], &ids[1]);
+    let snap_state = sb.s3().get_json(&sb.key, Some(snapshot));
+    assert_eq!(
+        snap_state["check_results"],
+        json!(null),
+        "terraform's snapshot has no checks"
+    );
+
+    let listed = sb.tfr(&["list", "--json"]).ok().json();
+    let flagged: Vec<&str> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["intermediate"] == json!(true))
+        .map(|v| v["version_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, [snapshot.as_str()], "{listed:#}");
+    let diff = sb.tfr(&["diff", "previous", "--json"]).ok().json();
+    assert_eq!(
+        diff["to"]["version_id"],
+        json!(deploy1),
+        "previous is the deploy before"
+    );
+    assert_eq!(diff["skipped_versions"], json!([snapshot]), "{diff:#}");
+    let text = sb.tfr(&["diff", "previous"]).ok();
+    assert!(
+        text.stdout.contains(&format!("skipped {snapshot}")),
+        "{}",
+        text.stdout
+    );
+    assert_ne!(&deploy1, result);
+}
