@@ -65,6 +65,14 @@ pub(crate) enum Error {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(
+        "the state was written as version {version} of {location}, but its DynamoDB digest could not be updated: terraform refuses the state until it is"
+    )]
+    DigestNotSet {
+        location: String,
+        version: VersionId,
+        source: Box<LockError>,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -108,6 +116,7 @@ impl Error {
             }
             Error::Lock(e) => e.hint(),
             Error::Refused(r) => Some(r.hint()),
+            Error::DigestNotSet { .. } => Some("run `tfrollback recover`: it sets the digest from the current state and releases the lock".into()),
             Error::Write { .. } => Some("free some space or fix the permissions, then run the command again; nothing was changed".into()),
             Error::Terraform(TerraformError::NotFound { .. }) => Some(
                 "install terraform (or OpenTofu), or point --terraform-bin / TFROLLBACK_TERRAFORM at it".into(),
@@ -147,6 +156,7 @@ impl Error {
             Error::Journal(_) | Error::Unfinished(_) => "journal".into(),
             Error::Refused(r) => format!("refused.{}", r.kind()),
             Error::Write { .. } => "local_write".into(),
+            Error::DigestNotSet { .. } => "digest_not_set".into(),
             Error::Stdout(_) => "stdout".into(),
         }
     }

@@ -144,15 +144,36 @@ async fn restore(
         Ok(done) => done,
         Err(e) => return Err(op.abort(e).await),
     };
-    op.begin(Step::Unlock).await?;
-    op.close().await?;
-    let mut report = Report::new(Status::RestoredState, &op.journal, location);
+    // The state is written: from here on the end must not fail silently. A journal or lock
+    // that cannot be closed leaves the operation to `recover`.
+    let unfinished = match restored.unfinished {
+        Some(why) => Some(why),
+        None => async {
+            op.begin(Step::Unlock).await?;
+            op.close().await
+        }
+        .await
+        .err()
+        .map(|e| e.render()),
+    };
+    let (status, exit) = if unfinished.is_some() {
+        op.finish_step(StepStatus::Failed);
+        op.save().await.ok();
+        (Status::Unfinished, Exit::RestoreFailed)
+    } else {
+        (Status::RestoredState, Exit::Ok)
+    };
+    let mut report = Report::new(status, &op.journal, location);
     report.new_version_id = restored.new_version;
-    report.error = restored.plan_error;
-    report.next = vec![match &restored.plan {
-        Some(p) if p.add + p.change + p.destroy > 0 => "The restored state differs from the real infrastructure: review `terraform plan` before the next apply.".into(),
-        Some(_) => "terraform plan shows no changes: state and infrastructure agree.".into(),
-        None => "Run `terraform plan` to see what the restored state implies for the real infrastructure.".into(),
+    report.error = unfinished.clone().or(restored.plan_error);
+    report.next = vec![match (&unfinished, &restored.plan) {
+        (Some(_), _) => format!(
+            "The state was written, then the operation could not be closed; the lock is still held by it ({}). Run `tfrollback recover`: it sets the digest and releases the lock.",
+            op.journal.operation_id
+        ),
+        (None, Some(p)) if p.add + p.change + p.destroy > 0 => "The restored state differs from the real infrastructure: review `terraform plan` before the next apply.".into(),
+        (None, Some(_)) => "terraform plan shows no changes: state and infrastructure agree.".into(),
+        (None, None) => "Run `terraform plan` to see what the restored state implies for the real infrastructure.".into(),
     }];
     report.plan = restored.plan;
     if let Err(e) = report.publish(
@@ -164,7 +185,7 @@ async fn restore(
     }
     audit.report(&report);
     ctx.emit(&report, Report::text)?;
-    Ok(Outcome::Done(Exit::Ok))
+    Ok(Outcome::Done(exit))
 }
 
 /// The report of a restore that ended before any operation began.
@@ -188,6 +209,9 @@ struct Restored {
     plan: Option<PlanCounts>,
     /// The follow-up plan failed: the restore stands, the plan's error is reported.
     plan_error: Option<String>,
+    /// The state was written but the operation cannot be closed cleanly (its digest): it keeps
+    /// the lock for `recover`.
+    unfinished: Option<String>,
 }
 
 async fn locked(
@@ -227,8 +251,23 @@ async fn locked(
     if current.version_id.as_ref() != Some(&snapshot.version_id) {
         return Err(Refusal::ChangedAfterSnapshot.into());
     }
-    let written = op.write_state(target_body, &current).await?;
-    let new_version = written.version_id;
+    let new_version = match op.write_state(target_body, &current).await {
+        Ok(written) => written.version_id,
+        // Written, but terraform will refuse it until the digest is right: the lock stays
+        // for `recover`, which sets it.
+        Err(e @ Error::DigestNotSet { .. }) => {
+            let Error::DigestNotSet { version, .. } = &e else {
+                unreachable!("matched above")
+            };
+            return Ok(Restored {
+                new_version: Some(version.clone()),
+                plan: None,
+                plan_error: None,
+                unfinished: Some(e.render()),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     printer.note(&format!(
         "restore    written as version {}",
         new_version
@@ -242,6 +281,7 @@ async fn locked(
             new_version,
             plan: None,
             plan_error: None,
+            unfinished: None,
         });
     };
     op.begin(Step::Plan).await?;
@@ -269,6 +309,7 @@ async fn locked(
                 new_version,
                 plan: Some(counts),
                 plan_error: None,
+                unfinished: None,
             }
         }
         // The restore is done; a plan that cannot run is reported, not undone.
@@ -278,6 +319,7 @@ async fn locked(
                 new_version,
                 plan: None,
                 plan_error: Some(format!("the follow-up plan failed: {}", e.render())),
+                unfinished: None,
             }
         }
     })

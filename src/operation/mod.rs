@@ -456,10 +456,17 @@ impl<'a> Operation<'a> {
             .put(objects.key(), body.clone(), &Condition::Matches(etag))
             .await?;
         self.engine.failpoint("digest").await;
-        if let Some(table) = &store.table {
-            table
+        if let Some(table) = &store.table
+            && let Err(source) = table
                 .set_digest(objects.bucket(), objects.key(), &body)
-                .await?;
+                .await
+        {
+            // The state is written: this is no longer a failure that changed nothing.
+            return Err(Error::DigestNotSet {
+                location: store.location(),
+                version: written.version_id.clone().unwrap_or_else(VersionId::null),
+                source: Box::new(source),
+            });
         }
         Ok(written)
     }

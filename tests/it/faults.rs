@@ -874,3 +874,47 @@ fn recover_does_not_write_a_stale_snapshot_over_a_later_apply() {
         assert_eq!(status["lock"], Value::Null, "{flag}: {status:#}");
     }
 }
+
+#[test]
+fn a_restore_whose_digest_cannot_be_written_keeps_the_lock_for_recover() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let sb = deployed(LockStyle::DynamoDb, Some("v2"));
+    let before = sb.version_ids();
+    let proxy = Proxy::start(&lab().endpoint);
+    // The first PutItem is the lock; every one after it (the digest) fails.
+    let seen = Arc::new(AtomicU32::new(0));
+    proxy.add(Rule::new(
+        "digest-down",
+        move |h: &Head| h.dynamodb("PutItem") && seen.fetch_add(1, Ordering::SeqCst) >= 1,
+        Fault::dynamodb_error(500, "InternalServerError"),
+    ));
+    let run = tfr_via(
+        &sb,
+        &proxy,
+        &[
+            "restore",
+            "previous",
+            "--auto-approve",
+            "--no-plan",
+            "--json",
+        ],
+        &[],
+    )
+    .code(4);
+    assert!(proxy.hits("digest-down") > 0);
+    let report = run.json();
+    assert_eq!(report["status"], json!("unfinished"), "{report:#}");
+    assert!(
+        !serde_json::to_string(&report)
+            .unwrap()
+            .contains("nothing was changed"),
+        "{report:#}"
+    );
+    // The state was written; the lock stays for recover, which sets the digest.
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert!(!status["lock"].is_null(), "{status:#}");
+    check_recoverable(&sb, &before);
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+}

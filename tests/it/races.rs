@@ -246,3 +246,66 @@ fn ctrl_c_while_waiting_for_the_lock_stops_at_once_and_changes_nothing() {
         "their lock is untouched"
     );
 }
+
+#[test]
+fn ctrl_c_at_the_confirmation_prompt_stops_at_once_and_changes_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let sb = deployed(LockStyle::DynamoDb, None);
+    let versions = sb.version_ids();
+    // A real terminal (script(1) gives tfrollback a pty) and no CI variables: it asks.
+    let line = format!(
+        "exec '{}' -C '{}' to previous --max-destroy 10",
+        env!("CARGO_BIN_EXE_tfrollback"),
+        sb.dir.display()
+    );
+    let mut script = sb
+        .command("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env_remove("TF_IN_AUTOMATION")
+        .env_remove("CI")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script(1) from util-linux runs tfrollback on a pty");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    // At the prompt: the journal records the confirm step, and it holds the lock.
+    let journal = format!("{}.tfrollback/journal.json", sb.key);
+    loop {
+        if sb.s3().exists(&journal)
+            && sb.s3().get_json(&journal, None)["steps"]
+                .as_array()
+                .and_then(|s| s.last().cloned())
+                .is_some_and(|s| s["name"] == json!("confirm"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "it never reached its prompt");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // tfrollback is script's child on the pty.
+    let children = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        script.id(),
+        script.id()
+    ))
+    .unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sb.s3().exists(&journal) || !lock_holder(&sb).is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-C at the prompt was ignored: the rollback still waits for an answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(script.stdin.take());
+    let out = script.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("interrupted"), "{screen}");
+    assert_eq!(sb.version_ids(), versions, "nothing was written");
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
+}
