@@ -77,20 +77,7 @@ fn check_recoverable(sb: &Sandbox, before: &[String]) {
     for id in before {
         assert!(now.contains(id), "version {id} was lost");
     }
-    let deadline = Instant::now() + Duration::from_mins(2);
-    loop {
-        let run = sb.tfr(&["recover", "--json"]);
-        if run.code == 0 {
-            break;
-        }
-        assert!(
-            run.stderr.contains("still running"),
-            "recover failed: {}",
-            run.stderr
-        );
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    sb.recover_when_stopped();
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null, "{status:#}");
     assert_eq!(status["unfinished"], Value::Null, "{status:#}");
@@ -761,16 +748,7 @@ fn a_kill_during_the_apply_lets_terraform_persist_what_it_did() {
     child.wait().unwrap();
     // terraform, interrupted by its parent's death, stops cleanly and persists the objects it
     // created; recover waits for it, puts the snapshot back and names what it left outside.
-    let deadline = Instant::now() + Duration::from_mins(2);
-    let report = loop {
-        let run = sb.tfr(&["recover", "--json"]);
-        if run.code == 0 {
-            break run.json();
-        }
-        assert!(run.stderr.contains("still running"), "{}", run.stderr);
-        assert!(Instant::now() < deadline, "{}", run.stderr);
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let report = sb.recover_when_stopped().json();
     assert_eq!(report["status"], json!("recovered"), "{report:#}");
     let orphans: Vec<String> = report["orphans"]
         .as_array()

@@ -114,16 +114,7 @@ fn terraform_apply_during_a_rollback_is_refused_by_the_lock() {
         rollback.kill().unwrap();
         rollback.wait().unwrap();
         // recover takes over once the killed operation's heartbeat is stale (3 s in the lab).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-        loop {
-            let run = sb.tfr(&["recover"]);
-            if run.code == 0 {
-                break;
-            }
-            assert!(run.stderr.contains("still running"), "{}", run.stderr);
-            assert!(std::time::Instant::now() < deadline, "{}", run.stderr);
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
+        sb.recover_when_stopped();
         assert_eq!(lock_holder(&sb), Value::Null);
     }
 }

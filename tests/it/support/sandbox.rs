@@ -344,6 +344,26 @@ impl Sandbox {
         self.terraform(&args).ok();
     }
 
+    /// `tfrollback recover --json` once the interrupted operation has stopped: retried while
+    /// it refuses because the operation (or its terraform) is still running, as its heartbeat
+    /// stays fresh for a few seconds after a kill; asserts it then succeeds.
+    pub fn recover_when_stopped(&self) -> Run {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+        loop {
+            let run = self.tfr(&["recover", "--json"]);
+            if run.code == 0 {
+                return run;
+            }
+            assert!(
+                run.stderr.contains("still running"),
+                "recover failed: {}",
+                run.stderr
+            );
+            assert!(std::time::Instant::now() < deadline, "{}", run.stderr);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
     /// `tfrollback -C DIR ARGS...` with the sandbox environment and stdin closed.
     pub fn tfr(&self, args: &[&str]) -> Run {
         self.tfr_with(args, &[])
