@@ -12,8 +12,7 @@ fn versions(list: &Value) -> &Vec<Value> {
 #[test]
 fn list_reads_every_version_newest_first_from_the_init_state() {
     let sb = Sandbox::builder("bluegreen").backend_block(false).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     let in_s3 = sb.s3().versions(&sb.key);
 
     let list = sb.tfr(&["list", "--json"]).ok().json();
@@ -150,8 +149,7 @@ fn pagination_covers_more_than_a_thousand_versions() {
 #[test]
 fn delete_markers_are_listed_and_lookalike_keys_are_not() {
     let sb = Sandbox::builder("bluegreen").lock(LockStyle::Both).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     // use_lockfile leaves <key>.tflock versions and delete markers behind; add a look-alike.
     assert!(!sb.s3().versions(&format!("{}.tflock", sb.key)).is_empty());
     sb.s3().put(&format!("{}.backup", sb.key), b"{}");

@@ -99,8 +99,7 @@ fn restore_undoes_a_bad_state_rm_without_an_apply() {
 #[test]
 fn every_rollback_leaves_a_history_record() {
     let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     let target = sb.version_ids()[1].clone();
 
     sb.tfr(&["to", "previous", "--auto-approve", "--max-destroy", "10"])
@@ -171,8 +170,7 @@ fn every_rollback_leaves_a_history_record() {
 #[test]
 fn a_recover_after_a_kill_is_recorded_too() {
     let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     // An unfinished operation, as a kill leaves it: the journal plus our own lock.
     let mut child = sb
         .tfr_command(&[

@@ -17,8 +17,7 @@ fn the_most_verbose_logs_never_show_an_sse_c_key_or_a_signature() {
         .lock(LockStyle::DynamoDb)
         .setting("encrypt", "true")
         .build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     let run = sb
         .tfr_with(
             &["-vvv", "list", "--no-cache"],
@@ -62,8 +61,7 @@ fn an_empty_workspace_key_prefix_finds_workspaces_where_terraform_keeps_them() {
         .build();
     sb.apply(&[("active_slot", "blue")]);
     sb.terraform(&["workspace", "new", "staging"]).ok();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     // terraform joins prefix, workspace and key as paths: no prefix, no leading slash.
     let staging_key = format!("staging/{}", sb.key);
     let staging_versions = sb.s3().versions(&staging_key);
@@ -111,8 +109,7 @@ fn a_kms_key_applies_only_with_encrypt_true_as_terraform_does() {
             builder = builder.setting("encrypt", "true");
         }
         let sb = builder.build();
-        sb.apply(&[("active_slot", "blue")]);
-        sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+        sb.deploy(Some("v2"));
         let terraform_wrote = sb.s3().encryption(&sb.key, None);
         assert_eq!(
             terraform_wrote.as_deref(),
@@ -148,8 +145,7 @@ fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn local_files_stay_private_and_out_of_the_users_repository() {
     let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     let git = |args: &[&str]| {
         let out = sb.command("git").args(args).output().expect("git runs");
         assert!(
@@ -227,11 +223,9 @@ fn terraform_rolls_back_the_workspace_tfrollback_locked_not_the_selected_one() {
     let sb = Sandbox::builder("bluegreen")
         .lock(LockStyle::DynamoDb)
         .build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     sb.terraform(&["workspace", "new", "staging"]).ok();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     sb.terraform(&["workspace", "select", "default"]).ok();
     let staging_key = format!("env:/staging/{}", sb.key);
     let default_before = sb.version_ids();
@@ -271,8 +265,7 @@ fn the_state_is_found_in_tf_data_dir_as_terraform_finds_it() {
         .backend_block(false)
         .env("TF_DATA_DIR", ".tfdata")
         .build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     assert!(sb.dir.join(".tfdata/terraform.tfstate").is_file());
     assert!(!sb.dir.join(".terraform/terraform.tfstate").exists());
     let listed = sb.tfr(&["list", "--json"]).ok().json();
@@ -381,8 +374,7 @@ fn flags_without_init_still_take_the_lock_the_backend_block_configures() {
 #[test]
 fn a_rollback_with_no_lock_configured_needs_no_lock_said_out_loud() {
     let sb = Sandbox::builder("bluegreen").lock(LockStyle::None).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     let before = sb.version_ids();
     let refused = sb
         .tfr(&[

@@ -34,8 +34,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn no_secret_reaches_any_output_report_journal_history_cache_or_log() {
     let sb = Sandbox::builder("bluegreen").lock(LockStyle::Both).build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
+    sb.deploy(Some("v2"));
     assert!(
         String::from_utf8(sb.s3().get(&sb.key, None))
             .unwrap()
@@ -150,8 +149,7 @@ fn no_secret_reaches_any_output_report_journal_history_cache_or_log() {
 #[test]
 fn private_files_are_private_whatever_the_umask() {
     let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     let bin = env!("CARGO_BIN_EXE_tfrollback");
     let script = format!(
         "umask 000 && exec '{bin}' -C '{}' to previous --auto-approve --max-destroy 10 --include-sensitive",
@@ -192,8 +190,7 @@ fn private_files_are_private_whatever_the_umask() {
 #[test]
 fn terraform_is_never_run_through_a_shell() {
     let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     // A terraform whose path is full of shell syntax: through a shell it would not even run,
     // and `pwned` would appear.
     let odd = sb

@@ -392,8 +392,7 @@ fn pages_through_versions_and_delete_markers(flavor: Flavor) {
         .server(flavor)
         .lock(LockStyle::None)
         .build();
-    sb.apply(&[("active_slot", "blue")]);
-    sb.apply(&[("active_slot", "green")]);
+    sb.deploy(None);
     let s3 = sb.s3();
     let written = s3.get(&sb.key, None);
     // Five more copies of the terraform-written body, a delete, and the state put back: nine

@@ -344,6 +344,16 @@ impl Sandbox {
         self.terraform(&args).ok();
     }
 
+    /// The lab's two deploys: blue, then traffic flipped to green (running `green_version`
+    /// when given). The states are terraform's own.
+    pub fn deploy(&self, green_version: Option<&str>) {
+        self.apply(&[("active_slot", "blue")]);
+        match green_version {
+            Some(version) => self.apply(&[("active_slot", "green"), ("green_version", version)]),
+            None => self.apply(&[("active_slot", "green")]),
+        }
+    }
+
     /// `tfrollback recover --json` once the interrupted operation has stopped: retried while
     /// it refuses because the operation (or its terraform) is still running, as its heartbeat
     /// stays fresh for a few seconds after a kill; asserts it then succeeds.
@@ -462,10 +472,6 @@ pub fn deployed_on(flavor: Flavor, lock: LockStyle, green_version: Option<&str>)
         .lock(lock)
         .server(flavor)
         .build();
-    sb.apply(&[("active_slot", "blue")]);
-    match green_version {
-        Some(version) => sb.apply(&[("active_slot", "green"), ("green_version", version)]),
-        None => sb.apply(&[("active_slot", "green")]),
-    }
+    sb.deploy(green_version);
     sb
 }
