@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::check::CheckSpec;
 use crate::model::selector::Selector;
 
 const EXIT_CODES: &str = "\
@@ -112,14 +113,109 @@ pub(crate) enum Command {
     Mark(MarkArgs),
     /// Remove a known-good mark from VERSION
     Unmark(UnmarkArgs),
-    /// Show the state lock holder and any unfinished rollback
-    Status,
+    /// Show the state lock holder, any unfinished rollback, and frozen deploys
+    Status(StatusArgs),
     /// Finish an interrupted rollback safely (restores the snapshot when the apply may have started)
     Recover(RecoverArgs),
+    /// Watch a deploy's health checks for a window and roll back by itself when they fail
+    #[command(after_long_help = GUARD_EXIT_CODES)]
+    Guard(GuardArgs),
+    /// Lift a freeze: let `guard` watch a deploy it rolled back from (and pipelines apply it)
+    Unfreeze(UnfreezeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
     Completions(CompletionsArgs),
     /// Print the man page (roff), generated from this command line's definition
     Man,
+}
+
+const GUARD_EXIT_CODES: &str = "Exit codes: 0 healthy through the window (marked with --label); \
+6 a check failed, tfrollback rolled back and the rollback is healthy; 7 rolled back but the checks \
+still fail afterwards; 3, 4 and 5 as for `to`; 2 a check cannot be evaluated (nothing changed); \
+1 refused (a frozen deploy, no target); 130 interrupted while watching (nothing changed).";
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Exit 9 when a deploy of this state is frozen (guard rolled it back): a pipeline step
+    /// before `terraform apply` that refuses to re-apply it
+    #[arg(long)]
+    pub(crate) check_frozen: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnfreezeArgs {
+    /// The frozen version to lift (default: every freeze of this state)
+    #[arg(value_name = "VERSION")]
+    pub(crate) version: Option<Selector>,
+}
+
+/// How health checks run, for `guard` and `to --check`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct CheckArgs {
+    /// A health check (repeatable): cmd:COMMAND (healthy when it exits 0), http:URL (healthy
+    /// on a 2xx answer; {{ output.NAME }} takes an output of the current version) or
+    /// alarm:NAME (a CloudWatch alarm: ALARM fails, OK passes)
+    #[arg(long = "check", value_name = "SPEC")]
+    pub(crate) checks: Vec<CheckSpec>,
+
+    /// How long one run of one check may take
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) check_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GuardArgs {
+    #[command(flatten)]
+    pub(crate) check: CheckArgs,
+
+    /// How long to watch the deploy (and then the rollback, if there is one)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub(crate) window: std::time::Duration,
+
+    /// How often every check runs
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) interval: std::time::Duration,
+
+    /// Roll back when one check fails this many times in a row
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) failures: u32,
+
+    /// The version to roll back to
+    #[arg(long = "to", value_name = "VERSION", default_value = "last-good")]
+    pub(crate) target: Selector,
+
+    /// Mark the deploy with this label when it stays healthy through the window
+    #[arg(long, value_name = "LABEL", default_value = "good", value_parser = parse_label)]
+    pub(crate) label: String,
+
+    /// POST one JSON event per step to this URL (Slack-style webhooks read its `text`)
+    #[arg(long, value_name = "URL")]
+    pub(crate) notify: Option<String>,
+
+    /// Set only the blue/green slot variable when rolling back
+    #[arg(long)]
+    pub(crate) only_slot: bool,
+
+    /// A var file terraform reads before the rollback values (repeatable)
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub(crate) var_files: Vec<PathBuf>,
+
+    /// A variable terraform reads before the rollback values, as KEY=VALUE (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub(crate) vars: Vec<String>,
+
+    /// Where to write the rollback variables [default: DIR/tfrollback.tfvars.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) var_file_out: Option<PathBuf>,
+
+    /// With --auto-approve, allow a rollback plan that destroys (or replaces) up to N resources
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) max_destroy: u64,
+
+    #[command(flatten)]
+    pub(crate) mapping: MappingArgs,
+
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +339,10 @@ pub(crate) struct ToArgs {
 
     #[command(flatten)]
     pub(crate) mapping: MappingArgs,
+
+    /// Health checks run once after the verify step (exit 7 when they fail)
+    #[command(flatten)]
+    pub(crate) check: CheckArgs,
 
     #[command(flatten)]
     pub(crate) run: RunArgs,

@@ -4,6 +4,7 @@
 use std::error::Error as _;
 use std::process::ExitCode;
 
+use crate::model::check::CheckError;
 use crate::model::config::ConfigError;
 use crate::model::mapping::MappingError;
 use crate::model::selector::{SelectorError, VersionId};
@@ -24,9 +25,15 @@ pub(crate) enum Exit {
     Restored = 3,
     RestoreFailed = 4,
     Locked = 5,
+    /// `guard`: a check failed, tfrollback rolled back and the rollback is healthy.
+    GuardRolledBack = 6,
     /// Rolled back, but the result does not check out (verification failed after a successful
-    /// apply); the state terraform wrote is kept.
+    /// apply, or the health checks still fail); the state terraform wrote is kept.
     Unverified = 7,
+    /// `status --check-frozen`: a deploy of this state is frozen.
+    Frozen = 9,
+    /// `guard` was interrupted while watching; nothing was changed.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
@@ -65,6 +72,8 @@ pub(crate) enum Error {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(transparent)]
+    Check(#[from] CheckError),
     #[error(
         "the state was written as version {version} of {location}, but its DynamoDB digest could not be updated: terraform refuses the state until it is"
     )]
@@ -88,6 +97,7 @@ impl Error {
             Error::Selector(SelectorError::Invalid { .. })
             | Error::Mapping(MappingError::BadMap { .. }) => Exit::Usage,
             Error::Refused(r) if r.is_usage() => Exit::Usage,
+            Error::Check(_) => Exit::Usage,
             Error::Lock(LockError::Held { .. })
             | Error::Refused(Refusal::Unfinished { .. } | Refusal::StillAlive { .. }) => {
                 Exit::Locked
@@ -136,6 +146,9 @@ impl Error {
                 "check write access to the bucket (s3:PutObject on <key>.tfrollback/*) and to .tfrollback/ in the working directory; `tfrollback status` shows what is unfinished".into(),
             ),
             Error::Stdout(_) => Some("check where stdout goes (a closed pipe, a full disk)".into()),
+            Error::Check(_) => Some(
+                "fix the --check: see `tfrollback guard --help` and docs/commands/guard.md; nothing was changed".into(),
+            ),
         }
     }
 
@@ -158,6 +171,7 @@ impl Error {
             Error::Write { .. } => "local_write".into(),
             Error::DigestNotSet { .. } => "digest_not_set".into(),
             Error::Stdout(_) => "stdout".into(),
+            Error::Check(_) => "check".into(),
         }
     }
 
@@ -285,6 +299,38 @@ pub(crate) enum Refusal {
         "the backend of {location} configures no state lock (neither use_lockfile nor dynamodb_table): nothing would keep others out during the rollback"
     )]
     NoLock { location: String },
+    #[error(
+        "the check `{check}` cannot be evaluated: {detail}; guard does not watch a deploy it cannot judge, and nothing was changed"
+    )]
+    CannotEvaluate { check: String, detail: String },
+    #[error(
+        "version {version} is frozen: guard rolled it back at {frozen_at} because `{check}` failed ({detail})"
+    )]
+    Frozen {
+        version: VersionId,
+        frozen_at: String,
+        check: String,
+        detail: String,
+    },
+    #[error(
+        "version {version} is guard's rollback of the frozen deploy {frozen} (at {frozen_at}): that deploy was already rolled back once"
+    )]
+    AlreadyRolledBack {
+        version: VersionId,
+        frozen: VersionId,
+        frozen_at: String,
+    },
+    #[error(
+        "the rollback target `{selector}` is the deploy itself ({version}): there would be nothing to roll back to"
+    )]
+    TargetIsDeploy {
+        selector: String,
+        version: VersionId,
+    },
+    #[error(
+        "the state changed while guard watched: {now} is current, not the deploy {watched} it watched; guard does not roll back a deploy it did not watch, and nothing was changed"
+    )]
+    DeployReplaced { watched: VersionId, now: VersionId },
     #[error("{}", other_state(.ours, .terraforms.as_deref()))]
     OtherState {
         ours: String,
@@ -310,6 +356,7 @@ impl Refusal {
                 | Refusal::MissingVarFile { .. }
                 | Refusal::AmbiguousOperation { .. }
                 | Refusal::OtherState { .. }
+                | Refusal::CannotEvaluate { .. }
         )
     }
 
@@ -339,11 +386,21 @@ impl Refusal {
             Refusal::StillAlive { .. } => "still_alive",
             Refusal::StaleSnapshot { .. } => "stale_snapshot",
             Refusal::PlanOfAnotherState { .. } => "plan_of_another_state",
+            Refusal::CannotEvaluate { .. } => "cannot_evaluate",
+            Refusal::Frozen { .. } => "frozen",
+            Refusal::AlreadyRolledBack { .. } => "already_rolled_back",
+            Refusal::TargetIsDeploy { .. } => "target_is_deploy",
+            Refusal::DeployReplaced { .. } => "deploy_replaced",
         }
     }
 
     fn hint(&self) -> String {
         match self {
+            Refusal::CannotEvaluate { .. } => "fix the check (the command, the URL, the alarm name, or the access to CloudWatch), then run guard again".into(),
+            Refusal::Frozen { version, .. } => format!("fix the release and deploy a new one, or lift the freeze with `tfrollback unfreeze {version}` if this deploy is wanted after all"),
+            Refusal::AlreadyRolledBack { frozen, .. } => format!("deploy a fixed release; `tfrollback history` shows the rollback, `tfrollback unfreeze {frozen}` lifts the freeze"),
+            Refusal::TargetIsDeploy { .. } => "mark an earlier version good (`tfrollback mark VERSION`) or name one with --to".into(),
+            Refusal::DeployReplaced { .. } => "`tfrollback list` shows who wrote it; run guard after that deploy if it needs watching".into(),
             Refusal::NobodyToAsk => "pass --auto-approve to go ahead without asking (CI), or --dry-run to only see what would change".into(),
             Refusal::MissingVarFile { .. } => "pass a path relative to the current directory or an absolute one".into(),
             Refusal::LineageChanged { .. } => "check the bucket, key and workspace; pass --allow-lineage-change only if replacing the history is intended".into(),

@@ -12,6 +12,7 @@ mod error;
 mod model;
 mod operation;
 mod printer;
+mod probe;
 mod render;
 mod settings;
 mod store;

@@ -79,6 +79,21 @@ impl Printer {
         }
     }
 
+    /// A live line on stderr (`{prefix} {message}` with a spinner), hidden unless stderr is an
+    /// interactive terminal.
+    pub(crate) fn spinner(&self) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let line = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        line.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        line.enable_steady_tick(std::time::Duration::from_millis(250));
+        line
+    }
+
     /// A bar of `len` steps on stderr, hidden unless stderr is an interactive terminal.
     pub(crate) fn bar(&self, message: &'static str) -> ProgressBar {
         if !self.progress {

@@ -30,6 +30,8 @@ pub(crate) struct Audit {
     report_file: Option<PathBuf>,
     /// Whether a Markdown report is published when the command stops early.
     publishes: bool,
+    /// What set off an automatic rollback, for the history record.
+    pub(crate) trigger: Option<Value>,
     started_at: jiff::Timestamp,
     started: Instant,
 }
@@ -55,6 +57,7 @@ impl Audit {
             report: None,
             report_file: None,
             publishes: false,
+            trigger: None,
             started_at: jiff::Timestamp::now(),
             started: Instant::now(),
         }
@@ -158,6 +161,7 @@ impl Audit {
             exit_code,
             error,
             report: self.report,
+            trigger: self.trigger,
         }
     }
 }

@@ -13,9 +13,11 @@ use crate::store::{Store, StoreOptions};
 
 pub(crate) mod audit;
 pub(crate) mod diff;
+pub(crate) mod guard;
 pub(crate) mod history;
 pub(crate) mod list;
 pub(crate) mod mark;
+pub(crate) mod notify;
 pub(crate) mod preflight;
 pub(crate) mod prompt;
 pub(crate) mod recover;
@@ -23,6 +25,7 @@ pub(crate) mod restore;
 pub(crate) mod show;
 pub(crate) mod status;
 pub(crate) mod to;
+pub(crate) mod unfreeze;
 pub(crate) mod versions;
 
 /// What every command works with, built once per run.
@@ -108,7 +111,9 @@ pub(crate) async fn run(ctx: &Context, command: &Command) -> Result<Outcome, Err
         Command::History(args) => done(history::run(ctx, args).await),
         Command::Mark(args) => done(mark::mark(ctx, args).await),
         Command::Unmark(args) => done(mark::unmark(ctx, args).await),
-        Command::Status => done(status::run(ctx).await),
+        Command::Status(args) => done(status::run(ctx, args).await),
+        Command::Guard(args) => guard::run(ctx, args).await,
+        Command::Unfreeze(args) => unfreeze::run(ctx, args).await,
         Command::To(args) => to::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
         Command::Recover(args) => recover::run(ctx, args).await,

@@ -1,11 +1,14 @@
-//! `tfrollback status`: who holds the state lock, and whether a rollback was left unfinished.
+//! `tfrollback status`: who holds the state lock, whether a rollback was left unfinished, and
+//! which deploys `guard` froze (`--check-frozen` exits 9 when one is).
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::cli::StatusArgs;
 use crate::commands::Context;
 use crate::error::{Error, Exit};
+use crate::store::freezes::Freeze;
 use crate::store::journal::Journal;
 use crate::store::lock::LockInfo;
 
@@ -15,21 +18,37 @@ pub(crate) struct StatusView {
     pub(crate) lock: Option<LockInfo>,
     pub(crate) lock_configured: bool,
     pub(crate) unfinished: Option<Journal>,
+    /// Deploys `guard` rolled back, oldest first.
+    pub(crate) frozen: Vec<Freeze>,
 }
 
-pub(crate) async fn run(ctx: &Context) -> Result<Exit, Error> {
+pub(crate) async fn run(ctx: &Context, args: &StatusArgs) -> Result<Exit, Error> {
     let store = &ctx.store;
-    let (lock, unfinished) = tokio::try_join!(
+    let (lock, unfinished, frozen) = tokio::try_join!(
         async { store.locker.holder().await.map_err(Error::from) },
-        async { store.unfinished().await.map_err(Error::from) }
+        async { store.unfinished().await.map_err(Error::from) },
+        async { store.freezes.list().await.map_err(Error::from) }
     )?;
     let view = StatusView {
         location: ctx.location(),
         lock,
         lock_configured: store.locker.enabled(),
         unfinished,
+        frozen,
     };
-    ctx.emit(&view, render)
+    let exit = ctx.emit(&view, render)?;
+    if args.check_frozen && !view.frozen.is_empty() {
+        ctx.printer.note(&format!(
+            "error: {} frozen deploy(s) of {}: guard rolled them back; do not apply them again",
+            view.frozen.len(),
+            view.location
+        ));
+        ctx.printer.note(
+            "hint: deploy a fixed release, or lift the freeze with `tfrollback unfreeze VERSION` once it is understood",
+        );
+        return Ok(Exit::Frozen);
+    }
+    Ok(exit)
 }
 
 fn render(view: &StatusView) -> String {
@@ -76,6 +95,27 @@ fn render(view: &StatusView) -> String {
             }
             let _ = writeln!(out, "Run `tfrollback recover` to finish it safely.");
         }
+    }
+    if view.frozen.is_empty() {
+        let _ = writeln!(out, "Frozen    none");
+    }
+    for f in &view.frozen {
+        let _ = writeln!(
+            out,
+            "Frozen    {} (serial {}) since {}: `{}` failed ({})\n          rolled back to {} (serial {}){}; `tfrollback unfreeze {}` lifts it",
+            f.version.version_id,
+            f.version.serial,
+            f.frozen_at,
+            f.check,
+            f.detail.lines().last().unwrap_or(""),
+            f.target.version_id,
+            f.target.serial,
+            f.result
+                .as_deref()
+                .map(|r| format!(", {r}"))
+                .unwrap_or_default(),
+            f.version.version_id
+        );
     }
     out
 }

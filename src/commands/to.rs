@@ -16,14 +16,16 @@ use crate::commands::preflight::{
 use crate::commands::prompt::{approve, require_answerable};
 use crate::commands::{Context, Outcome};
 use crate::error::{Error, Exit, Refusal};
+use crate::model::check::{Redactor, Verdict};
 use crate::model::diff::Orphan;
 use crate::model::mapping::{self, Mapping, MappingOptions, Source};
 use crate::model::redact;
 use crate::model::selector::{ObjectVersion, VersionId, VersionRef};
-use crate::model::state::Output;
+use crate::model::state::{Output, output_summaries};
 use crate::operation::report::{PlanCounts, Report, Status, VariableChange};
 use crate::operation::signals::interrupts;
 use crate::operation::{Operation, Verb};
+use crate::probe::{Probe, Prober};
 use crate::store::fsx::{self, absolute};
 use crate::store::journal::{Step, StepStatus};
 use crate::terraform::{self, ApplyEvent, PlanSummary, Terraform};
@@ -42,14 +44,77 @@ struct Prepared {
     /// `-var-file`/`-var` arguments the user passes, with paths made absolute.
     user_var_args: (Vec<PathBuf>, Vec<String>),
     var_file: PathBuf,
+    /// `--check`: the health checks, ready against the target's outputs.
+    checks: Option<(Vec<Probe>, Redactor)>,
+}
+
+/// What `finish` does besides closing the operation.
+struct End<'o> {
+    checks: Option<(Vec<Probe>, Redactor)>,
+    embedded: bool,
+    out: &'o mut Option<Report>,
 }
 
 pub(crate) async fn run(ctx: &Context, args: &ToArgs) -> Result<Outcome, Error> {
+    run_with(ctx, args, None).await.0
+}
+
+/// A rollback `guard` started: its interrupt flag (one Ctrl-C for the whole run) and the
+/// check that set it off, for the history record.
+pub(crate) struct Automatic {
+    pub(crate) interrupt: watch::Receiver<bool>,
+    pub(crate) trigger: serde_json::Value,
+    /// The deploy guard watched: if another version is current by the time the rollback
+    /// reads the state, it refuses (someone else's deploy is not guard's to roll back).
+    pub(crate) expect_current: Option<VersionId>,
+}
+
+/// `to` as `guard` runs it: the same guarantees, its report handed back rather than
+/// published (guard's own report holds it), printed only as text.
+pub(crate) async fn automatic(
+    ctx: &Context,
+    args: &ToArgs,
+    auto: Automatic,
+) -> (Result<Outcome, Error>, Option<Report>) {
+    run_with(ctx, args, Some(auto)).await
+}
+
+async fn run_with(
+    ctx: &Context,
+    args: &ToArgs,
+    auto: Option<Automatic>,
+) -> (Result<Outcome, Error>, Option<Report>) {
     let command = Verb::To.command(&args.version);
-    let mut audit = Audit::reported(command.clone(), args.run.report.clone());
-    let result = roll_back(ctx, args, command, &mut audit).await;
+    let embedded = auto.is_some();
+    let (mut audit, interrupt, expect_current) = match auto {
+        Some(auto) => {
+            let mut audit = Audit::new(command.clone());
+            audit.trigger = Some(auto.trigger);
+            (audit, auto.interrupt, auto.expect_current)
+        }
+        None => (
+            Audit::reported(command.clone(), args.run.report.clone()),
+            interrupts(),
+            None,
+        ),
+    };
+    let mut report = None;
+    let how = How {
+        interrupt,
+        embedded,
+        expect_current,
+    };
+    let result = roll_back(ctx, args, command, &mut audit, how, &mut report).await;
     audit.conclude(ctx, &result).await;
-    result
+    (result, report)
+}
+
+/// How this run of `to` was started.
+struct How {
+    interrupt: watch::Receiver<bool>,
+    /// Run by `guard`: the report is handed back instead of published.
+    embedded: bool,
+    expect_current: Option<VersionId>,
 }
 
 async fn roll_back(
@@ -57,10 +122,16 @@ async fn roll_back(
     args: &ToArgs,
     command: String,
     audit: &mut Audit,
+    how: How,
+    out: &mut Option<Report>,
 ) -> Result<Outcome, Error> {
-    let interrupt = interrupts();
+    let How {
+        interrupt,
+        embedded,
+        expect_current,
+    } = how;
     let started = Instant::now();
-    let prepared = match preflight(ctx, args, interrupt.clone()).await? {
+    let mut prepared = match preflight(ctx, args, interrupt.clone(), expect_current).await? {
         Ok(prepared) => prepared,
         Err(reason) => return Ok(Outcome::NothingToDo { reason }),
     };
@@ -84,6 +155,7 @@ async fn roll_back(
     .await?;
     ctx.printer.note("lock       held");
 
+    let checks = prepared.checks.take();
     let mut run = Rollback {
         ctx,
         args,
@@ -91,7 +163,14 @@ async fn roll_back(
         interrupt,
     };
     match run.locked(&mut op).await {
-        Ok(outcome) => finish(ctx, args, op, outcome, audit).await,
+        Ok(outcome) => {
+            let end = End {
+                checks,
+                embedded,
+                out,
+            };
+            finish(ctx, args, op, outcome, audit, end).await
+        }
         // Nothing was applied: release the lock and report the error.
         Err(e) => Err(op.abort(e).await),
     }
@@ -471,6 +550,7 @@ async fn finish(
     mut op: Operation<'_>,
     ended: Ended,
     audit: &mut Audit,
+    end: End<'_>,
 ) -> Result<Outcome, Error> {
     let changed = matches!(
         ended.status,
@@ -555,6 +635,25 @@ async fn finish(
             _ => Exit::Ok,
         }
     };
+    // `--check`: the health checks, once the rollback is verified and the lock released.
+    let mut checks = vec![];
+    let mut exit = exit;
+    if let (Some((probes, redactor)), Status::RolledBack) = (end.checks, ended.status) {
+        let prober = Prober::new(ctx.store.alarms(), args.check.check_timeout, redactor);
+        checks = prober.round(&probes, false).await;
+        let failing: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.result == Verdict::Failing)
+            .map(|c| c.check.as_str())
+            .collect();
+        if !failing.is_empty() {
+            next.push(format!(
+                "The rollback is verified, but its health checks still fail ({}): the deploy may not have been the cause.",
+                failing.join(", ")
+            ));
+            exit = Exit::Unverified;
+        }
+    }
     let mut report = Report::new(ended.status, &op.journal, ctx.location());
     report.new_version_id = ended.new_version_id;
     report.var_file = ended.var_file;
@@ -563,16 +662,22 @@ async fn finish(
     report.orphans = ended.orphans;
     report.variables = ended.variables;
     report.error = ended.error;
+    report.checks = checks;
     report.next = next;
-    if let Err(e) = report.publish(
-        args.run.report.as_deref(),
-        ctx.settings.step_summary.as_deref(),
-    ) {
+    if !end.embedded
+        && let Err(e) = report.publish(
+            args.run.report.as_deref(),
+            ctx.settings.step_summary.as_deref(),
+        )
+    {
         ctx.printer
             .note(&format!("warning: could not write the report: {e}"));
     }
     audit.report(&report);
-    ctx.emit(&report, Report::text)?;
+    if !(end.embedded && ctx.printer.json) {
+        ctx.emit(&report, Report::text)?;
+    }
+    *end.out = Some(report);
     Ok(Outcome::Done(exit))
 }
 
@@ -582,12 +687,22 @@ async fn preflight(
     ctx: &Context,
     args: &ToArgs,
     interrupt: watch::Receiver<bool>,
+    expect_current: Option<VersionId>,
 ) -> Result<Result<Prepared, String>, Error> {
     require_answerable(ctx.terminal, args.run.auto_approve, args.dry_run)?;
     let ends = match Endpoints::read(ctx, &args.version, "roll back").await? {
         Resolved::Endpoints(ends) => ends,
         Resolved::AlreadyThere { reason } => return Ok(Err(reason)),
     };
+    if let Some(watched) = expect_current
+        && ends.current.version_id != watched
+    {
+        return Err(Refusal::DeployReplaced {
+            watched,
+            now: ends.current.version_id.clone(),
+        }
+        .into());
+    }
     let (current_state, target_state) = ends.states(ctx, args.allow_lineage_change)?;
     let target = ends.target.clone();
 
@@ -630,6 +745,21 @@ async fn preflight(
     )
     .await?;
 
+    let checks = if args.check.checks.is_empty() {
+        None
+    } else {
+        let outputs = output_summaries(&target_state.outputs);
+        let probes = args
+            .check
+            .checks
+            .iter()
+            .map(|c| Probe::prepare(c, &outputs))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut all = current_state.outputs.clone();
+        all.extend(target_state.outputs.clone());
+        Some((probes, Redactor::new(&all)))
+    };
+
     let absolute_files = user_var_files(&args.var_files)?;
     let var_file = absolute(
         &args
@@ -651,6 +781,7 @@ async fn preflight(
         terraform_version,
         user_var_args: (absolute_files, args.vars.clone()),
         var_file,
+        checks,
     }))
 }
 

@@ -3,6 +3,7 @@
 //! callers read the bytes and hand them in, so everything here is unit-tested in isolation.
 
 pub(crate) mod backend;
+pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod diff;
 pub(crate) mod hclx;

@@ -502,6 +502,26 @@ pub(crate) struct Output {
     pub(crate) sensitive: bool,
 }
 
+impl Output {
+    /// The output as a summary keeps it: no value when it is sensitive.
+    pub(crate) fn summary(&self) -> OutputSummary {
+        OutputSummary {
+            sensitive: self.sensitive,
+            value: (!self.sensitive).then(|| self.value.clone()),
+        }
+    }
+}
+
+/// The summaries of a state's outputs.
+pub(crate) fn output_summaries(
+    outputs: &BTreeMap<String, Output>,
+) -> BTreeMap<String, OutputSummary> {
+    outputs
+        .iter()
+        .map(|(n, o)| (n.clone(), o.summary()))
+        .collect()
+}
+
 /// A state parsed whole, borrowing its body: resource instances stay raw JSON slices, so the
 /// memory needed is little more than the body itself.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::check::Observation;
 use crate::model::diff::Orphan;
 use crate::model::selector::{VersionId, VersionRef};
 use crate::store::journal::{Journal, Step, StepRecord, StepStatus};
@@ -96,6 +97,9 @@ pub(crate) struct Report {
     pub(crate) orphans: Vec<Orphan>,
     pub(crate) variables: Vec<VariableChange>,
     pub(crate) steps: Vec<StepView>,
+    /// The health checks `to --check` ran after the verify step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) checks: Vec<Observation>,
     /// What went wrong, when something did.
     pub(crate) error: Option<String>,
     /// What to do next.
@@ -141,6 +145,7 @@ impl Report {
             orphans: vec![],
             variables: vec![],
             steps: journal.steps.iter().map(StepView::from).collect(),
+            checks: vec![],
             error: None,
             next: vec![],
         }
@@ -173,6 +178,15 @@ impl Report {
                 out,
                 "  verified     {}",
                 if self.verified { "yes" } else { "no" }
+            );
+        }
+        for c in &self.checks {
+            let _ = writeln!(
+                out,
+                "  check        {} {}: {}",
+                c.result.word(),
+                c.check,
+                c.detail
             );
         }
         if let Some(e) = &self.error {
@@ -270,6 +284,9 @@ impl Report {
                 s.duration_ms
             );
         }
+        if !self.checks.is_empty() {
+            let _ = writeln!(md, "\n### Checks\n\n{}", checks_table(&self.checks));
+        }
         if let Some(e) = &self.error {
             let _ = writeln!(md, "\n### Error\n\n```\n{e}\n```");
         }
@@ -321,8 +338,25 @@ impl Report {
             orphans: vec![],
             variables: vec![],
             steps: vec![],
+            checks: vec![],
             error: None,
             next: vec![],
         }
     }
+}
+
+/// Check runs as a Markdown table (the detail on one line, pipes escaped).
+pub(crate) fn checks_table(checks: &[Observation]) -> String {
+    let mut md = String::from("| time (UTC) | check | result | detail |\n|---|---|---|---|\n");
+    for c in checks {
+        let time = c.at.get(11..19).unwrap_or(&c.at);
+        let _ = writeln!(
+            md,
+            "| {time} | `{}` | {} | {} |",
+            c.check.replace('|', "\\|"),
+            c.result.word(),
+            c.detail.replace('\n', " ").replace('|', "\\|")
+        );
+    }
+    md
 }

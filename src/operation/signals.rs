@@ -2,14 +2,25 @@
 //! terraform to stop and the operation to wind down safely; it never kills anything mid-write.
 
 use std::io::Write as _;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+
+/// What the first signal is answered with during a state-changing operation.
+pub(crate) const WINDING_DOWN: &str = "tfrollback: stopping; terraform was asked to stop and the state will be left as safe as it was found";
 
 /// Listens for Ctrl-C, SIGTERM, SIGHUP (a dropped SSH session) and SIGQUIT. The first one
 /// flips the returned flag (the running terraform gets SIGINT once and the operation winds
 /// down safely); later ones only remind the user that tfrollback is finishing. Nothing here
 /// may fail on a terminal that is gone.
 pub(crate) fn interrupts() -> watch::Receiver<bool> {
+    interrupts_saying(Arc::new(Mutex::new(WINDING_DOWN)))
+}
+
+/// `interrupts`, answering the first signal with whatever `first` holds by then: `guard`
+/// says that nothing changed while it watches, and switches to `WINDING_DOWN` once it rolls
+/// back.
+pub(crate) fn interrupts_saying(first_answer: Arc<Mutex<&'static str>>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -32,7 +43,7 @@ pub(crate) fn interrupts() -> watch::Receiver<bool> {
             let said = if first {
                 let _ = tx.send(true);
                 first = false;
-                "tfrollback: stopping; terraform was asked to stop and the state will be left as safe as it was found"
+                first_answer.lock().map_or(WINDING_DOWN, |said| *said)
             } else {
                 "tfrollback: still finishing safely; please wait"
             };

@@ -27,6 +27,9 @@ pub(crate) struct HistoryRecord {
     pub(crate) error: Option<String>,
     #[serde(default)]
     pub(crate) report: Option<Value>,
+    /// What set off an automatic rollback (`guard`): the check and its last output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trigger: Option<Value>,
 }
 
 #[derive(Clone)]

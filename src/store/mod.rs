@@ -2,8 +2,10 @@
 //! (summary cache, journal copy, private files). Commands and the engine reach the bucket only
 //! through the `Store` handle built once per run.
 
+pub(crate) mod alarms;
 pub(crate) mod cache;
 pub(crate) mod compat;
+pub(crate) mod freezes;
 pub(crate) mod fsx;
 pub(crate) mod history;
 pub(crate) mod journal;
@@ -16,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::backend::Backend;
+use alarms::Alarms;
 use cache::SummaryCache;
+use freezes::FreezeStore;
 use history::HistoryStore;
 use journal::JournalStore;
 use lock::{LockTable, Locker};
@@ -45,7 +49,8 @@ pub(crate) struct StoreOptions<'a> {
 }
 
 /// Every handle on one state's bucket and lock, built once per run: the state object and its
-/// versions, the lock (file, DynamoDB or both) and digest, the journal, marks and history.
+/// versions, the lock (file, DynamoDB or both) and digest, the journal, marks, history and
+/// freezes.
 #[derive(Clone)]
 pub(crate) struct Store {
     pub(crate) objects: StateStore,
@@ -55,6 +60,7 @@ pub(crate) struct Store {
     pub(crate) journals: JournalStore,
     pub(crate) marks: MarkStore,
     pub(crate) history: HistoryStore,
+    pub(crate) freezes: FreezeStore,
     aws: aws_config::SdkConfig,
     backend: Backend,
     cache_dir: Option<PathBuf>,
@@ -77,6 +83,7 @@ impl Store {
             journals: JournalStore::new(objects.clone(), options.workdir),
             marks: MarkStore::new(objects.clone()),
             history: HistoryStore::new(objects.clone()),
+            freezes: FreezeStore::new(objects.clone()),
             objects,
             table,
             aws,
@@ -121,6 +128,11 @@ impl Store {
         Ok(pending
             .into_iter()
             .find(|j| j.lock.as_ref().is_some_and(|l| l.info.id == holder.id)))
+    }
+
+    /// CloudWatch alarms, with the same credentials and region as the state.
+    pub(crate) fn alarms(&self) -> Alarms {
+        Alarms::new(&self.aws)
     }
 
     /// The AWS caller's ARN, when STS answers within a few seconds (history names it).

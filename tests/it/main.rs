@@ -9,6 +9,7 @@ mod bad_input;
 mod ci_recipes;
 mod faults;
 mod getting_started;
+mod guard;
 mod lab_smoke;
 mod races;
 mod ranged_reads;

@@ -503,3 +503,54 @@ impl Dynamo {
         });
     }
 }
+
+/// Direct CloudWatch access, to give `guard` real alarms to watch.
+pub struct CloudWatch {
+    pub client: aws_sdk_cloudwatch::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl CloudWatch {
+    pub fn new(endpoint: &str) -> CloudWatch {
+        use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "tfr-lab"))
+            .build();
+        CloudWatch {
+            client: aws_sdk_cloudwatch::Client::from_conf(config),
+            rt: runtime(),
+        }
+    }
+
+    /// A metric alarm on an error rate, as a deploy's runbook would have one.
+    pub fn create_alarm(&self, name: &str) {
+        use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+        let req = self
+            .client
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("App")
+            .metric_name("5xxRate")
+            .statistic(Statistic::Average)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold);
+        block_on(&self.rt, req.send()).expect("PutMetricAlarm");
+    }
+
+    /// Sets the alarm's state, as CloudWatch would when the metric crosses the threshold.
+    pub fn set_state(&self, name: &str, state: &str) {
+        use aws_sdk_cloudwatch::types::StateValue;
+        let req = self
+            .client
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(StateValue::from(state))
+            .state_reason(format!("set to {state} by the test"));
+        block_on(&self.rt, req.send()).expect("SetAlarmState");
+    }
+}

@@ -10,6 +10,7 @@
 //!   [`run_logged`] for one merged log), with an environment scrubbed of the developer's.
 //! - [`aws`]: direct S3 and DynamoDB access, to set up and to check outcomes.
 //! - [`proxy`]: a fault-injecting loopback proxy in front of the server.
+//! - [`http`]: a loopback HTTP server: health endpoints and webhook receivers.
 //! - [`yaml`] and [`expr`]: a small YAML reader and a GitHub-expression evaluator, enough to
 //!   run the CI recipes of docs/ci/ step by step.
 //!
@@ -18,12 +19,14 @@
 
 pub mod aws;
 pub mod expr;
+pub mod http;
 pub mod proxy;
 pub mod run;
 pub mod sandbox;
 pub mod server;
 pub mod yaml;
 
+pub use http::HttpStub;
 pub use proxy::{Fault, Head, Proxy, Rule, Seen};
 pub use run::{Logged, Run, find_on_path, run_logged, scrub_env, write_executable};
 pub use sandbox::{LockStyle, SECRET, Sandbox, deployed, deployed_on};

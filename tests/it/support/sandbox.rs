@@ -475,3 +475,10 @@ pub fn deployed_on(flavor: Flavor, lock: LockStyle, green_version: Option<&str>)
     sb.deploy(green_version);
     sb
 }
+
+impl Sandbox {
+    /// CloudWatch on the sandbox's server.
+    pub fn cloudwatch(&self) -> crate::support::aws::CloudWatch {
+        crate::support::aws::CloudWatch::new(&self.endpoint)
+    }
+}
