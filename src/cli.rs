@@ -187,6 +187,10 @@ pub(crate) struct GuardArgs {
     #[arg(long, value_name = "LABEL", default_value = "good", value_parser = parse_label)]
     pub(crate) label: String,
 
+    /// The note of that mark (which commit, which pipeline run)
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) note: Option<String>,
+
     /// POST one JSON event per step to this URL (Slack-style webhooks read its `text`)
     #[arg(long, value_name = "URL")]
     pub(crate) notify: Option<String>,

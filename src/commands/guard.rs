@@ -513,15 +513,17 @@ impl Guard<'_> {
             .mark(Mark {
                 version_id: self.deploy.version_id.clone(),
                 label: self.args.label.clone(),
-                note: Some(format!(
-                    "guard: healthy for {} ({})",
-                    human(self.args.window),
-                    self.probes
-                        .iter()
-                        .map(|p| p.spec.kind())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                note: Some(self.args.note.clone().unwrap_or_else(|| {
+                    format!(
+                        "guard: healthy for {} ({})",
+                        human(self.args.window),
+                        self.probes
+                            .iter()
+                            .map(|p| p.spec.kind())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })),
                 who: ctx.settings.identity.user.clone(),
                 at: jiff::Timestamp::now().to_string(),
             })
@@ -620,7 +622,23 @@ impl Guard<'_> {
         } else if let Err(e) = &result {
             freeze.result = Some(e.kind());
         }
-        frozen = self.save_freeze(&freeze).await || frozen;
+        let untouched = matches!(&result, Err(e) if matches!(e.exit(), Exit::Error | Exit::Usage | Exit::Locked));
+        if untouched {
+            // Refused before it changed anything: the deploy is live as it was, and a guard run
+            // after the cause is fixed (a lock released, --max-destroy raised) may try again.
+            frozen = match ctx.store.freezes.lift(&freeze.version.version_id).await {
+                Ok(_) => false,
+                Err(e) => {
+                    self.note(format!(
+                        "the rollback changed nothing, but the freeze of {} could not be lifted ({e}): `tfrollback unfreeze` lifts it",
+                        freeze.version.version_id
+                    ));
+                    true
+                }
+            };
+        } else {
+            frozen = self.save_freeze(&freeze).await || frozen;
+        }
         let status = report.as_ref().map(|r| r.status);
         self.notifier.send(
             "rollback.finished",
