@@ -19,7 +19,8 @@ Exit codes:
   7  rolled back, but verification failed afterwards (the state terraform wrote is kept)
 
 Version selectors: an S3 version id, `current`, `previous` (the version before the current
-one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark).";
+one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark),
+`@TIME` (the version current then: `@2026-11-20T14:30:00Z`, `@14:30` today in UTC, `@-2h`).";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -15,7 +15,7 @@ pub(crate) async fn run(ctx: &Context, args: &ListArgs) -> Result<Exit, Error> {
         Freshness::Cached
     };
     let mut cache = ctx.store.summary_cache(!args.no_cache);
-    let listing = ctx.listing_with(0, freshness, &mut cache).await;
+    let listing = ctx.listing_with(&[], freshness, &mut cache).await;
     if let Err(e) = cache.save() {
         tracing::warn!("could not write the summary cache: {e}");
     }

@@ -45,7 +45,8 @@ struct Prepared {
 }
 
 pub(crate) async fn run(ctx: &Context, args: &ToArgs) -> Result<Outcome, Error> {
-    let command = Verb::To.command(&args.version);
+    // `@-2h` is recorded as the moment it meant, never to be read against another clock.
+    let command = Verb::To.command(&args.version.pinned(ctx.now));
     let mut audit = Audit::reported(command.clone(), args.run.report.clone());
     let result = roll_back(ctx, args, command, &mut audit).await;
     audit.conclude(ctx, &result).await;
