@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::model::selector::Selector;
+use crate::model::selector::{Moment, Selector};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -144,6 +144,11 @@ pub(crate) struct ListArgs {
     /// count, instead of only their head and tail
     #[arg(long)]
     pub(crate) count_resources: bool,
+
+    /// Mark the version that was current at TIME: `2026-11-20T14:30:00Z` (or with an offset),
+    /// `14:30` (today, UTC) or `-2h` (ago), as the `@TIME` selector
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub(crate) at: Option<Moment>,
 }
 
 #[derive(Debug, Args)]
