@@ -10,6 +10,7 @@ mod ci_recipes;
 mod faults;
 mod getting_started;
 mod lab_smoke;
+mod point_in_time;
 mod races;
 mod ranged_reads;
 mod read_path;
