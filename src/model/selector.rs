@@ -187,9 +187,8 @@ impl Moment {
 
 /// `2h`, `90m`, `1h30m`, `1d`: whole units from days down to seconds, each at most once.
 fn parse_ago(text: &str) -> Result<i64, String> {
-    let usage = "write a time ago as a number and a unit (`d`, `h`, `m`, `s`), largest first, like `@-2h` or `@-1h30m`";
     if text.is_empty() {
-        return Err(format!("nothing follows the `-`; {usage}"));
+        return Err("nothing follows the `-`".into());
     }
     let mut rest = text;
     let mut total: i64 = 0;
@@ -198,13 +197,22 @@ fn parse_ago(text: &str) -> Result<i64, String> {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let unit = rest.as_bytes().get(digits).copied();
         let rank = unit.and_then(|u| UNITS.iter().position(|(c, _)| *c == u));
-        let (Some(rank), true) = (rank, digits > 0) else {
-            return Err(usage.into());
+        let Some(rank) = rank.filter(|_| digits > 0) else {
+            let what = match rest[digits..].chars().next() {
+                _ if digits == 0 => {
+                    format!("`{}` comes where a number should", rest.escape_default())
+                }
+                Some(c) => format!("`{}` is not a unit", c.escape_default()),
+                None => format!("`{}` has no unit", &rest[..digits]),
+            };
+            return Err(format!(
+                "{what}; a time ago is a number and a unit (`d`, `h`, `m` or `s`) at a time"
+            ));
         };
         if smallest_so_far.is_some_and(|r| rank <= r) {
-            return Err(format!(
-                "units go from days down to seconds, each once; {usage}"
-            ));
+            return Err(
+                "its units go from days down to seconds, each once (`-1h30m`, not `-30m1h`)".into(),
+            );
         }
         smallest_so_far = Some(rank);
         total = rest[..digits]
@@ -1171,9 +1179,10 @@ pub(crate) mod tests {
             ("@24:00", "no time of day"),
             ("@14:60", "no time of day"),
             ("@-", "nothing follows the `-`"),
-            ("@-2", "a number and a unit"),
-            ("@-h", "a number and a unit"),
-            ("@-2H", "a number and a unit"),
+            ("@-2", "`2` has no unit"),
+            ("@-2h30", "`30` has no unit"),
+            ("@-h", "`h` comes where a number should"),
+            ("@-2H", "`H` is not a unit"),
             ("@-30m1h", "from days down to seconds"),
             ("@-1h1h", "from days down to seconds"),
             ("@-99999999999999d", "further than any clock"),
