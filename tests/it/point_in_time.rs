@@ -364,23 +364,29 @@ fn a_moment_when_the_state_was_deleted_is_refused_naming_the_state_before() {
 }
 
 #[test]
-fn a_moment_during_a_slow_apply_is_the_state_from_before_it() {
-    let sb = Sandbox::new("bluegreen");
-    sb.apply(&[("active_slot", "blue")]);
-    // Longer than terraform's 20 s persist interval: it writes an intermediate snapshot too.
-    sb.apply(&[("active_slot", "green"), ("slow_seconds", "22")]);
+fn a_moment_during_a_long_apply_is_the_state_from_before_it() {
+    let sb = Sandbox::new("twostep");
+    sb.apply(&[("release", "v1")]);
+    // Longer than terraform's 20 s persist interval: it writes an intermediate snapshot when
+    // the first step ends, and its result after the second, in a later second.
+    sb.apply(&[("release", "v2"), ("slow", "true")]);
     let versions = in_s3(&sb);
     assert_eq!(versions.len(), 3, "{versions:?}");
     let (result, snapshot, first) = (&versions[0], &versions[1], &versions[2]);
-    assert!(snapshot.last_modified < result.last_modified);
+    assert!(
+        snapshot.last_modified < result.last_modified,
+        "{versions:?}"
+    );
+    let list = sb.tfr(&["list", "--json"]).ok().json();
+    assert_eq!(list["versions"][1]["intermediate"], json!(true), "{list}");
 
-    // When the snapshot was written the apply was still running: the state people had was
-    // the first deploy, and tfrollback says what it passed over.
+    // While the apply was still running (the snapshot written, the result not yet), the state
+    // people had was the one before the apply; tfrollback says what it passed over.
     let run = sb
         .tfr(&["show", &at(snapshot.last_modified), "--json"])
         .ok();
     assert_eq!(run.json()["version_id"], json!(first.version_id));
-    assert_eq!(run.json()["outputs"]["active_slot"], json!("blue"));
+    assert_eq!(run.json()["outputs"]["release"], json!("v1"));
     assert!(
         run.stderr
             .contains(&format!("passed over {}", snapshot.version_id)),
