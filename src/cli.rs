@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::check::CheckSpec;
-use crate::model::selector::Selector;
+use crate::model::selector::{Moment, Selector};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -17,10 +17,15 @@ Exit codes:
   4  stopped with the lock held: the restore failed too, or the journal could not be
      closed (run `tfrollback recover`)
   5  the state is locked by someone else, or another rollback of it is unfinished
-  7  rolled back, but verification failed afterwards (the state terraform wrote is kept)
+  6  guard: a check failed, tfrollback rolled back, and the rollback is healthy
+  7  rolled back, but verification or the health checks failed afterwards (the state
+     terraform wrote is kept)
+  9  status --check-frozen: a deploy of this state is frozen (guard rolled it back)
+130  guard: interrupted while watching; nothing was changed
 
 Version selectors: an S3 version id, `current`, `previous` (the version before the current
-one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark).";
+one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark),
+`@TIME` (the version current then: `@2026-11-20T14:30:00Z`, `@14:30` today in UTC, `@-2h`).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -243,6 +248,11 @@ pub(crate) struct ListArgs {
     /// count, instead of only their head and tail
     #[arg(long)]
     pub(crate) count_resources: bool,
+
+    /// Mark the version that was current at TIME: `2026-11-20T14:30:00Z` (or with an offset),
+    /// `14:30` (today, UTC) or `-2h` (ago), as the `@TIME` selector
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub(crate) at: Option<Moment>,
 }
 
 #[derive(Debug, Args)]

@@ -94,7 +94,11 @@ pub(crate) enum Error {
 impl Error {
     pub(crate) fn exit(&self) -> Exit {
         match self {
-            Error::Selector(SelectorError::Invalid { .. })
+            Error::Selector(
+                SelectorError::Invalid { .. }
+                | SelectorError::BadMoment { .. }
+                | SelectorError::Future { .. },
+            )
             | Error::Mapping(MappingError::BadMap { .. }) => Exit::Usage,
             Error::Refused(r) if r.is_usage() => Exit::Usage,
             Error::Check(_) => Exit::Usage,
@@ -113,6 +117,16 @@ impl Error {
             Error::S3(e) => e.hint(),
             Error::Selector(SelectorError::Empty { .. }) => Some(
                 "check --bucket, --key and --workspace (or the backend configuration); `terraform workspace list` shows the workspaces".into(),
+            ),
+            Error::Selector(
+                SelectorError::BeforeOldest { .. }
+                | SelectorError::DeletedAt { .. }
+                | SelectorError::OnlySnapshots { .. },
+            ) => Some(
+                "`tfrollback list` shows when each version was written (UTC); `tfrollback list --at TIME` marks the one current then".into(),
+            ),
+            Error::Selector(SelectorError::Future { .. }) => Some(
+                "a moment is UTC unless it carries an offset; `tfrollback list` shows when each version was written".into(),
             ),
             Error::Selector(_) => Some("`tfrollback list` shows the versions and their ids".into()),
             Error::Config(ConfigError::Hcl { .. }) => {

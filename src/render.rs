@@ -47,6 +47,21 @@ pub(crate) struct ListView {
     pub(crate) key: String,
     pub(crate) workspace: String,
     pub(crate) versions: Vec<VersionView>,
+    /// `list --at TIME`: the version that was current then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) at: Option<AtView>,
+}
+
+/// The version a moment resolves to, as `list --at` names it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AtView {
+    /// The moment, RFC 3339 in UTC.
+    pub(crate) time: String,
+    pub(crate) version_id: String,
+    pub(crate) last_modified: String,
+    pub(crate) is_latest: bool,
+    /// Probable intermediate snapshots written by then that were passed over, newest first.
+    pub(crate) skipped_versions: Vec<String>,
 }
 
 /// `1.2 MiB`, `812 B`.
@@ -207,11 +222,14 @@ pub(crate) fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -
             "VERSION", "MODIFIED (UTC)", "SIZE", "SERIAL", "LINEAGE", "TF", "RES"
         );
     }
+    let at_id = view.at.as_ref().map(|a| a.version_id.as_str());
     for v in &view.versions {
         let mark = if v.delete_marker {
             "x"
         } else if v.is_latest {
             "*"
+        } else if at_id == Some(v.version_id.as_str()) {
+            "@"
         } else {
             " "
         };
@@ -255,13 +273,47 @@ pub(crate) fn render_list(view: &ListView, width: usize, now: jiff::Timestamp) -
     }
     let _ = writeln!(
         out,
-        "\n* current  x delete marker  [label] known-good\ns3://{}/{} (workspace {})",
-        view.bucket, view.key, view.workspace
+        "\n* current  {}x delete marker  [label] known-good\ns3://{}/{} (workspace {})",
+        if view.at.is_some() {
+            "@ current at the time asked  "
+        } else {
+            ""
+        },
+        view.bucket,
+        view.key,
+        view.workspace
     );
+    if let Some(at) = &view.at {
+        out.push_str(&at_line(at, &view.versions));
+    }
     if compact {
         let _ = writeln!(
             out,
             "Outputs: `tfrollback show VERSION`, or a terminal of 150+ columns."
+        );
+    }
+    out
+}
+
+/// What `list --at` says below the table: which version was current at the time asked, and
+/// what was passed over to find it.
+fn at_line(at: &AtView, shown: &[VersionView]) -> String {
+    let mut out = format!(
+        "At {} UTC the current version was {} (written {} UTC{})",
+        human_time(&at.time),
+        at.version_id,
+        human_time(&at.last_modified),
+        if at.is_latest { ", and still is" } else { "" }
+    );
+    if !shown.iter().any(|v| v.version_id == at.version_id) {
+        out.push_str(", older than the versions shown");
+    }
+    out.push_str(".\n");
+    if !at.skipped_versions.is_empty() {
+        let _ = writeln!(
+            out,
+            "Passed over {}: probably intermediate snapshots of an apply still running then.",
+            at.skipped_versions.join(", ")
         );
     }
     out
@@ -588,5 +640,59 @@ mod tests {
         assert_eq!(human_size(30 * 1024 * 1024), "30.0 MiB");
         assert_eq!(human_time("2026-11-22T03:40:12Z"), "2026-11-22 03:40:12");
         assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn list_at_marks_the_version_current_then_and_says_what_it_passed_over() {
+        use crate::model::selector::tests::version;
+        let listing = Listing::default();
+        let views: Vec<VersionView> = [
+            version("v3", true, false),
+            version("v2", false, false),
+            version("v1", false, false),
+        ]
+        .iter()
+        .map(|v| version_view(v, None, None, &listing))
+        .collect();
+        let view = |at: &str, skipped: &[&str], shown: usize| ListView {
+            bucket: "b".into(),
+            key: "k".into(),
+            workspace: "default".into(),
+            versions: views[..shown].to_vec(),
+            at: Some(AtView {
+                time: "2026-11-20T14:30:00Z".into(),
+                version_id: at.into(),
+                last_modified: "2026-11-20T14:12:09Z".into(),
+                is_latest: at == "v3",
+                skipped_versions: skipped.iter().map(ToString::to_string).collect(),
+            }),
+        };
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let out = render_list(&view("v1", &["v2"], 3), 80, now);
+        let rows: Vec<&str> = out.lines().skip(1).take(3).collect();
+        assert!(rows[0].starts_with("* v3"), "{out}");
+        assert!(rows[1].starts_with("  v2"), "{out}");
+        assert!(rows[2].starts_with("@ v1"), "{out}");
+        assert!(out.contains("@ current at the time asked"), "{out}");
+        assert!(
+            out.contains(
+                "At 2026-11-20 14:30:00 UTC the current version was v1 (written 2026-11-20 14:12:09 UTC).\nPassed over v2: probably intermediate snapshots"
+            ),
+            "{out}"
+        );
+        let out = render_list(&view("v3", &[], 3), 200, now);
+        assert!(out.contains("UTC, and still is)."), "{out}");
+        assert!(!out.contains("Passed over"), "{out}");
+        let out = render_list(&view("v1", &[], 1), 80, now);
+        assert!(
+            out.contains("UTC), older than the versions shown."),
+            "{out}"
+        );
+        // Without --at, the legend is as it was.
+        let plain = ListView {
+            at: None,
+            ..view("v1", &[], 3)
+        };
+        assert!(!render_list(&plain, 80, now).contains('@'));
     }
 }

@@ -12,17 +12,15 @@ use crate::workdir;
 
 pub(crate) async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
     let location = ctx.location();
-    let depth = args.version.depth().max(
-        args.against
-            .as_ref()
-            .map_or(0, super::super::model::selector::Selector::depth),
-    );
+    let selectors: Vec<&selector::Selector> = std::iter::once(&args.version)
+        .chain(&args.against)
+        .collect();
     let listing = ctx
-        .listing(depth, crate::commands::versions::Freshness::Cached)
+        .listing(&selectors, crate::commands::versions::Freshness::Cached)
         .await?;
-    let target = args.version.resolve(&listing, &location)?;
+    let target = args.version.resolve(&listing, &location, ctx.now)?;
     let from = match &args.against {
-        Some(s) => s.resolve(&listing, &location)?.clone(),
+        Some(s) => s.resolve(&listing, &location, ctx.now)?.clone(),
         None => selector::current(&listing, &location)?,
     };
     let config = workdir::configuration(&ctx.settings.workdir)?;
@@ -70,14 +68,11 @@ pub(crate) async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
                 slot: mapping.slot_variable.as_deref() == Some(v.name.as_str()),
             })
             .collect(),
-        skipped_versions: listing
-            .versions
+        skipped_versions: args
+            .version
+            .passed_over(&listing, &from.version_id, &target.version_id, ctx.now)
             .iter()
-            .skip_while(|v| v.version_id != from.version_id)
-            .skip(1)
-            .take_while(|v| v.version_id != target.version_id)
-            .filter(|v| listing.intermediate.contains(&v.version_id))
-            .map(|v| v.version_id.to_string())
+            .map(ToString::to_string)
             .collect(),
         skipped_variables: mapping
             .skipped

@@ -183,9 +183,7 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
     }
     require_answerable(ctx.terminal, args.run.auto_approve, false)?;
     let location = ctx.location();
-    let listing = ctx
-        .listing(args.target.depth().max(1), Freshness::Live)
-        .await?;
+    let listing = ctx.listing(&[&args.target], Freshness::Live).await?;
     let current = selector::current(&listing, &location)?;
     let body = ctx.read_text(&current).await?;
     let state = ctx.parse(&current.version_id, &body)?;
@@ -196,7 +194,7 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
     };
     refuse_frozen(ctx, &deploy, &outputs).await?;
 
-    let target = args.target.resolve(&listing, &location)?;
+    let target = args.target.resolve(&listing, &location, ctx.now)?;
     if target.version_id == deploy.version_id {
         return Err(Refusal::TargetIsDeploy {
             selector: args.target.to_string(),
@@ -497,7 +495,7 @@ impl Guard<'_> {
     async fn mark(&self) -> Result<(), String> {
         let ctx = self.ctx;
         let listing = ctx
-            .listing(0, Freshness::Live)
+            .listing(&[], Freshness::Live)
             .await
             .map_err(|e| format!("not marked: {e}"))?;
         let current =
@@ -740,7 +738,7 @@ impl Guard<'_> {
     async fn current_outputs(
         &self,
     ) -> Result<std::collections::BTreeMap<String, OutputSummary>, Error> {
-        let listing = self.ctx.listing(0, Freshness::Live).await?;
+        let listing = self.ctx.listing(&[], Freshness::Live).await?;
         let current = selector::current(&listing, &self.ctx.location())?;
         let body = self.ctx.read_text(&current).await?;
         let state = self.ctx.parse(&current.version_id, &body)?;
@@ -750,7 +748,7 @@ impl Guard<'_> {
     async fn deploy_outputs(
         &self,
     ) -> Result<std::collections::BTreeMap<String, OutputSummary>, Error> {
-        let listing = self.ctx.listing(0, Freshness::Live).await?;
+        let listing = self.ctx.listing(&[], Freshness::Live).await?;
         let deploy = listing
             .versions
             .iter()

@@ -31,12 +31,9 @@ fn render(v: &MarkView) -> String {
 
 pub(crate) async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> {
     let listing = ctx
-        .listing(
-            args.version.depth(),
-            crate::commands::versions::Freshness::Live,
-        )
+        .listing(&[&args.version], crate::commands::versions::Freshness::Live)
         .await?;
-    let version = args.version.resolve(&listing, &ctx.location())?;
+    let version = ctx.resolve(&args.version, &listing)?;
     if version.delete_marker {
         return Err(Error::DeleteMarker {
             version: version.version_id.clone(),
@@ -64,12 +61,9 @@ pub(crate) async fn mark(ctx: &Context, args: &MarkArgs) -> Result<Exit, Error> 
 
 pub(crate) async fn unmark(ctx: &Context, args: &UnmarkArgs) -> Result<Exit, Error> {
     let listing = ctx
-        .listing(
-            args.version.depth(),
-            crate::commands::versions::Freshness::Live,
-        )
+        .listing(&[&args.version], crate::commands::versions::Freshness::Live)
         .await?;
-    let version = args.version.resolve(&listing, &ctx.location())?;
+    let version = ctx.resolve(&args.version, &listing)?;
     let changed = ctx
         .store
         .marks

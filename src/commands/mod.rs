@@ -34,6 +34,9 @@ pub(crate) struct Context {
     pub(crate) printer: Printer,
     pub(crate) terminal: Terminal,
     pub(crate) store: Store,
+    /// When the run started: the one reading of the clock that selectors use, so `@-2h` and
+    /// `@14:30` name one moment for the whole run (and again under the lock).
+    pub(crate) now: jiff::Timestamp,
 }
 
 impl Context {
@@ -42,6 +45,7 @@ impl Context {
         printer: Printer,
         terminal: Terminal,
     ) -> Result<Context, Error> {
+        let now = jiff::Timestamp::now();
         let store = Store::connect(StoreOptions {
             backend: &settings.backend,
             workdir: &settings.workdir,
@@ -56,6 +60,7 @@ impl Context {
             printer,
             terminal,
             store,
+            now,
         })
     }
 

@@ -49,7 +49,7 @@ impl Endpoints {
     ) -> Result<Resolved, Error> {
         let location = ctx.location();
         let mut cache = ctx.store.summary_cache(true);
-        let listing = ctx.listing_with(0, Freshness::Live, &mut cache).await;
+        let listing = ctx.listing_with(&[], Freshness::Live, &mut cache).await;
         let saved = cache.save();
         let mut listing = listing?;
         let current = selector::current(&listing, &location)?;
@@ -67,16 +67,12 @@ impl Endpoints {
             });
         }
         let guess = selector
-            .resolve(&listing, &location)
+            .resolve(&listing, &location, ctx.now)
             .ok()
             .filter(|v| !v.delete_marker && v.version_id != current.version_id)
             .cloned();
-        let window: Vec<ObjectVersion> = listing
-            .versions
-            .iter()
-            .take(selector.depth())
-            .cloned()
-            .collect();
+        let window: Vec<ObjectVersion> =
+            listing.versions[selector.window(&listing.versions, ctx.now)].to_vec();
         let hidden = ProgressBar::hidden();
         let (infos, current_text, guessed_text) = tokio::try_join!(
             ctx.summarize(&window, &mut cache, &hidden, Depth::Head),
@@ -93,7 +89,7 @@ impl Endpoints {
             tracing::warn!("could not write the summary cache: {e}");
         }
         listing.intermediate = selector::intermediate(&window, &summary_map(&window, &infos));
-        let target = selector.resolve(&listing, &location)?.clone();
+        let target = ctx.resolve(selector, &listing)?.clone();
         if target.delete_marker {
             return Err(Error::DeleteMarker {
                 version: target.version_id.clone(),
@@ -135,8 +131,8 @@ pub(crate) async fn target_still(
     selector: &Selector,
     resolved: &VersionId,
 ) -> Result<(), Error> {
-    let listing = ctx.listing(selector.depth(), Freshness::Live).await?;
-    let now = selector.resolve(&listing, &ctx.location())?;
+    let listing = ctx.listing(&[selector], Freshness::Live).await?;
+    let now = selector.resolve(&listing, &ctx.location(), ctx.now)?;
     if &now.version_id != resolved {
         return Err(Refusal::TargetMoved {
             selector: selector.to_string(),

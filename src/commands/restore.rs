@@ -24,7 +24,8 @@ use crate::store::journal::{Step, StepStatus};
 use crate::terraform::{self, Terraform};
 
 pub(crate) async fn run(ctx: &Context, args: &RestoreArgs) -> Result<Outcome, Error> {
-    let command = Verb::Restore.command(&args.version);
+    // `@-2h` is recorded as the moment it meant, never to be read against another clock.
+    let command = Verb::Restore.command(&args.version.pinned(ctx.now));
     let mut audit = Audit::reported(command.clone(), args.run.report.clone());
     let result = restore(ctx, args, command, &mut audit).await;
     audit.conclude(ctx, &result).await;

@@ -8,8 +8,8 @@ use crate::render::{render_version, version_view};
 use crate::store::summaries::summarize_head;
 
 pub(crate) async fn run(ctx: &Context, args: &ShowArgs) -> Result<Exit, Error> {
-    let listing = ctx.listing(args.version.depth(), Freshness::Cached).await?;
-    let version = args.version.resolve(&listing, &ctx.location())?;
+    let listing = ctx.listing(&[&args.version], Freshness::Cached).await?;
+    let version = ctx.resolve(&args.version, &listing)?;
     let info = if version.delete_marker {
         None
     } else {

@@ -84,7 +84,8 @@ async fn run_with(
     args: &ToArgs,
     auto: Option<Automatic>,
 ) -> (Result<Outcome, Error>, Option<Report>) {
-    let command = Verb::To.command(&args.version);
+    // `@-2h` is recorded as the moment it meant, never to be read against another clock.
+    let command = Verb::To.command(&args.version.pinned(ctx.now));
     let embedded = auto.is_some();
     let (mut audit, interrupt, expect_current) = match auto {
         Some(auto) => {

@@ -18,10 +18,10 @@ struct UnfreezeView {
 pub(crate) async fn run(ctx: &Context, args: &UnfreezeArgs) -> Result<Outcome, Error> {
     let versions: Vec<VersionId> = match &args.version {
         Some(selector) => {
-            let listing = ctx.listing(selector.depth(), Freshness::Live).await?;
+            let listing = ctx.listing(&[selector], Freshness::Live).await?;
             vec![
                 selector
-                    .resolve(&listing, &ctx.location())?
+                    .resolve(&listing, &ctx.location(), ctx.now)?
                     .version_id
                     .clone(),
             ]

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use crate::commands::Context;
 use crate::error::Error;
 use crate::model::mapping::{self, MappingOptions};
-use crate::model::selector::{self, Listing, ObjectVersion, VersionId};
+use crate::model::selector::{self, Listing, ObjectVersion, Selector, VersionId};
 use crate::model::state::{State, StateError, StateSummary};
 use crate::store::cache::{Cached, CachedMarks, SummaryCache};
 use crate::store::s3::Sibling;
@@ -34,15 +34,15 @@ pub(crate) enum Freshness {
 
 impl Context {
     /// The listing with its marks, after making sure the bucket keeps versions at all.
-    /// Probable intermediate snapshots are worked out over the newest `depth` versions, from
-    /// the summary cache or S3.
+    /// Probable intermediate snapshots are worked out over the versions the `selectors` need
+    /// them for (`selector::window`), from the summary cache or S3.
     pub(crate) async fn listing(
         &self,
-        depth: usize,
+        selectors: &[&Selector],
         freshness: Freshness,
     ) -> Result<Listing, Error> {
         let mut cache = self.store.summary_cache(freshness != Freshness::NoCache);
-        let listing = self.listing_with(depth, freshness, &mut cache).await;
+        let listing = self.listing_with(selectors, freshness, &mut cache).await;
         if let Err(e) = cache.save() {
             tracing::warn!("could not write the summary cache: {e}");
         }
@@ -57,7 +57,7 @@ impl Context {
     /// otherwise. A warm read-only listing is one request.
     pub(crate) async fn listing_with(
         &self,
-        depth: usize,
+        selectors: &[&Selector],
         freshness: Freshness,
         cache: &mut SummaryCache,
     ) -> Result<Listing, Error> {
@@ -118,14 +118,39 @@ impl Context {
             marks: index.by_version(),
             intermediate: std::collections::BTreeSet::default(),
         };
-        if depth > 0 {
-            let window: Vec<ObjectVersion> = listing.versions.iter().take(depth).cloned().collect();
+        let range = selector::window(selectors, &listing.versions, self.now);
+        if !range.is_empty() {
+            let window: Vec<ObjectVersion> = listing.versions[range].to_vec();
             let infos = self
                 .summarize(&window, cache, &ProgressBar::hidden(), Depth::Head)
                 .await?;
             listing.intermediate = selector::intermediate(&window, &summary_map(&window, &infos));
         }
         Ok(listing)
+    }
+
+    /// Resolves `selector` with the run's clock. A point-in-time selector that passed over
+    /// probable intermediate snapshots says so on stderr (`diff` lists them in its view).
+    pub(crate) fn resolve<'a>(
+        &self,
+        selector: &Selector,
+        listing: &'a Listing,
+    ) -> Result<&'a ObjectVersion, Error> {
+        let target = selector.resolve(listing, &self.location(), self.now)?;
+        if let Selector::At(moment) = selector {
+            let skipped =
+                selector.passed_over(listing, &target.version_id, &target.version_id, self.now);
+            if !skipped.is_empty() {
+                let ids: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+                self.printer.note(&format!(
+                    "{selector}: {} was current at {}; passed over {}: probably intermediate snapshots of an apply still running then, not its result",
+                    target.version_id,
+                    moment.at(self.now),
+                    ids.join(", ")
+                ));
+            }
+        }
+        Ok(target)
     }
 
     /// Summaries of `versions` read to `depth`, and whole for the few versions whose

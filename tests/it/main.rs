@@ -11,6 +11,7 @@ mod faults;
 mod getting_started;
 mod guard;
 mod lab_smoke;
+mod point_in_time;
 mod races;
 mod ranged_reads;
 mod read_path;
