@@ -1,7 +1,8 @@
 //! The CI recipes of docs/ci/ run for real: the `run:` steps of github-actions.yml and the
 //! `deploy` job's lines of gitlab-ci.yml are read from the files and executed, in a sandbox, with
 //! the real `tfrollback` and `terraform` against the lab's S3 server. A release is a commit that
-//! changes `*.auto.tfvars`; the smoke test's `curl` is a stand-in that fails on demand. Each
+//! changes `*.auto.tfvars`; the health check's `curl` is a stand-in that fails on demand for the
+//! URLs of one slot, so `guard` sees a bad release fail and the rolled-back one pass. Each
 //! scenario checks what ends up in S3 (the state's slot, the versions, the marks), the report
 //! and the step summary, not only exit codes.
 
@@ -32,7 +33,7 @@ const STEP_TIMEOUT: Duration = Duration::from_mins(5);
 // ---------------------------------------------------------------------------------------------
 
 /// What the CI runner provides around the recipe: a `curl` that records its arguments and fails
-/// when SMOKE_FAIL=1, optionally setup-terraform's wrapper in front of terraform, tfrollback on
+/// for URLs containing SMOKE_FAIL_ON, optionally setup-terraform's wrapper in front of terraform, tfrollback on
 /// PATH, and a scratch directory for logs and step summaries.
 struct Runner {
     scratch: tempfile::TempDir,
@@ -44,12 +45,25 @@ struct Runner {
 /// Stands in for the application's health endpoint: the smoke test's only tool.
 const FAKE_CURL: &str = r#"#!/bin/sh
 printf '%s\n' "$*" >> "$CURL_LOG"
-if [ "${SMOKE_FAIL:-}" = 1 ]; then
-  echo "curl: (22) The requested URL returned error: 503" >&2
-  exit 22
-fi
+case "$*" in
+  *"${SMOKE_FAIL_ON:-no URL fails}"*)
+    echo "curl: (22) The requested URL returned error: 503" >&2
+    exit 22;;
+esac
 echo ok
 "#;
+
+/// The guard's window and interval for the tests: seconds, not the recipes' minutes.
+const QUICK_GUARD: [(&str, &str); 2] = [("GUARD_WINDOW", "3s"), ("GUARD_INTERVAL", "1s")];
+
+/// The extra environment of a run: the quick guard, then `more`.
+fn with_quick_guard<'a>(more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    QUICK_GUARD
+        .iter()
+        .copied()
+        .chain(more.iter().copied())
+        .collect()
+}
 
 /// Imitates hashicorp/setup-terraform's wrapper (wrapper/terraform.js): the real binary runs
 /// with stdout and stderr passed through; then the wrapper exits 0 when terraform exited 0 or 2,
@@ -134,7 +148,7 @@ fn release(sb: &Sandbox, values: &[(&str, &str)]) {
 
 /// What a CI job starts from: a fresh checkout has no report, var file or local journal.
 fn fresh_checkout(sb: &Sandbox) {
-    for file in ["rollback.md", "tfrollback.tfvars.json"] {
+    for file in ["rollback.md", "guard.md", "tfrollback.tfvars.json"] {
         let _ = std::fs::remove_file(sb.dir.join(file));
     }
     let _ = std::fs::remove_dir_all(sb.dir.join(".tfrollback"));
@@ -172,9 +186,9 @@ struct Workflow {
 /// Steps with a `run:` that this test executes; any other `run:` step must be in SKIPPED_STEPS.
 const EXECUTED_STEPS: &[&str] = &[
     "Init",
+    "Refuse a frozen release",
     "Deploy",
-    "Smoke test",
-    "Mark known-good",
+    "Guard the deploy",
     "Roll back to the last known-good version",
 ];
 /// The runner provides these: tfrollback is already on PATH.
@@ -367,7 +381,7 @@ impl GitlabJob {
         assert_eq!(doc.at(&["variables", "TF_ROOT"]).str(), Some(RECIPE_TF_DIR));
         assert_eq!(
             job.at(&["artifacts", "paths"]).str(),
-            Some("[infra/rollback.md]"),
+            Some("[infra/guard.md, infra/rollback.md]"),
             "the job publishes the report it writes"
         );
         GitlabJob {
@@ -439,59 +453,79 @@ fn assert_unlocked(sb: &Sandbox) {
 
 const ROLLBACK: &str = "Roll back to the last known-good version";
 
+const GUARD: &str = "Guard the deploy";
+const FROZEN: &str = "Refuse a frozen release";
+
 #[test]
-fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
+fn github_actions_guards_releases_marks_good_ones_and_rolls_back_bad_ones() {
     let workflow = Workflow::load();
     let runner = Runner::new(true);
     let sb = Sandbox::new("bluegreen");
+    // Before the first pipeline: the live version is the baseline (docs/ci/README.md).
+    sb.apply(&[("active_slot", "blue"), ("blue_version", "v1")]);
+    sb.tfr(&["mark", "current", "--note", "baseline"]).ok();
+    let baseline = sb.version_ids();
 
-    // Release 1: v1 on blue. Deployed, smoke-tested, marked known-good.
-    release(&sb, &[("active_slot", "blue"), ("blue_version", "v1")]);
-    let run = workflow.run(&sb, &runner, "101", &[]);
+    // Release 1: v1 on blue, instance count 3. Deployed, healthy through guard's window,
+    // marked known-good by guard with the note naming the commit and the run.
+    release(
+        &sb,
+        &[
+            ("active_slot", "blue"),
+            ("blue_version", "v1"),
+            ("instance_count", "3"),
+        ],
+    );
+    let run = workflow.run(&sb, &runner, "101", &with_quick_guard(&[]));
     use Outcome::*;
     assert_eq!(
         run.executed(),
         [
             ("Init", Success),
+            (FROZEN, Success),
             ("Deploy", Success),
-            ("Smoke test", Success),
-            ("Mark known-good", Success),
+            (GUARD, Success),
             (ROLLBACK, Skipped)
         ],
         "{}",
         run.log()
     );
     assert!(!run.failed);
-    assert_eq!(run.outcome("Keep the rollback report"), Skipped);
+    assert_eq!(run.outcome("Keep the reports"), Skipped);
     let good = sb.version_ids();
-    assert_eq!(good.len(), 1);
-    assert_eq!(marked_good(&sb), [good[0].clone()]);
+    assert_eq!(good.len(), 2);
+    assert_eq!(marked_good(&sb), [good[0].clone(), baseline[0].clone()]);
     assert_eq!(
         runner.curl_calls().last().map(String::as_str),
         Some(
-            "--fail --silent --show-error --retry 10 --retry-all-errors --max-time 10 \
-             https://blue.app.example.internal/healthz"
-        )
+            "--fail --silent --show-error --max-time 10 https://blue.app.example.internal/healthz"
+        ),
+        "guard's check took the URL from the deploy's outputs"
     );
     // The mark is a tag on that S3 object version, with a note naming the commit and the run.
     let tags = sb.s3().tags(&sb.key, &good[0]);
     assert!(tags.contains_key("tfrollback:mark:good"), "{tags:?}");
     assert_eq!(
         tags.get("tfrollback:note:good").map(String::as_str),
-        Some("smoke test passed: acme/infra@0123456789ab run 101")
+        Some("guard passed: acme/infra@0123456789ab run 101")
+    );
+    assert!(
+        run.summaries[GUARD].contains("## tfrollback guard: healthy through the window"),
+        "{}",
+        run.summaries[GUARD]
     );
 
     // Release 2 fails while planning (a slot the validation refuses): no state was written, so
     // the rollback step finds the current version marked good and leaves it alone.
     release(&sb, &[("active_slot", "purple")]);
-    let run = workflow.run(&sb, &runner, "102", &[]);
+    let run = workflow.run(&sb, &runner, "102", &with_quick_guard(&[]));
     assert_eq!(
         run.executed(),
         [
             ("Init", Success),
+            (FROZEN, Success),
             ("Deploy", Failure),
-            ("Smoke test", Skipped),
-            ("Mark known-good", Skipped),
+            (GUARD, Skipped),
             (ROLLBACK, Success)
         ],
         "{}",
@@ -513,25 +547,32 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     assert!(report.contains("nothing to do"), "{report}");
     assert_eq!(sb.history().len(), 1, "the no-op is recorded");
 
-    // Release 3: v2 on green, traffic flipped to green; its smoke test fails. The rollback goes
-    // back to release 1, through the setup-terraform wrapper that sits in front of terraform.
+    // Release 3: v2 on green, traffic flipped to green; green's health endpoint fails. guard
+    // rolls back to release 1 by itself, through the setup-terraform wrapper, and the check
+    // passes again on blue.
     release(
         &sb,
         &[
             ("active_slot", "green"),
             ("blue_version", "v1"),
             ("green_version", "v2"),
+            ("instance_count", "3"),
         ],
     );
-    let run = workflow.run(&sb, &runner, "103", &[("SMOKE_FAIL", "1")]);
+    let run = workflow.run(
+        &sb,
+        &runner,
+        "103",
+        &with_quick_guard(&[("SMOKE_FAIL_ON", "green.app")]),
+    );
     assert_eq!(
         run.executed(),
         [
             ("Init", Success),
+            (FROZEN, Success),
             ("Deploy", Success),
-            ("Smoke test", Failure),
-            ("Mark known-good", Skipped),
-            (ROLLBACK, Success)
+            (GUARD, Failure),
+            (ROLLBACK, Skipped)
         ],
         "{}",
         run.log()
@@ -540,35 +581,50 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
         run.failed,
         "the job fails: the release was bad, rolled back or not"
     );
-    assert_eq!(run.outcome("Keep the rollback report"), Success);
+    assert_eq!(run.outcome("Keep the reports"), Success);
+    let calls = runner.curl_calls();
     assert!(
-        runner
-            .curl_calls()
-            .last()
-            .is_some_and(|c| c.ends_with("https://green.app.example.internal/healthz")),
-        "the smoke test checked the green deploy: {:?}",
-        runner.curl_calls()
+        calls
+            .iter()
+            .any(|c| c.ends_with("https://green.app.example.internal/healthz"))
+            && calls
+                .last()
+                .is_some_and(|c| c.ends_with("https://blue.app.example.internal/healthz")),
+        "guard checked the green deploy, then the rollback to blue: {calls:?}"
     );
 
     // S3: the rollback wrote a new version on top, with release 1's slot and versions.
     let versions = sb.version_ids();
-    assert_eq!(versions.len(), 3, "release 1, release 3, the rollback");
+    assert_eq!(
+        versions.len(),
+        4,
+        "baseline, release 1, release 3, the rollback"
+    );
     assert_eq!(versions[2], good[0]);
     assert_eq!(sb.current_output("active_slot"), json!("blue"));
     assert_eq!(sb.current_output("green_version"), json!("v1"));
+    assert_eq!(sb.current_output("instance_count"), json!(3));
     let state = sb.s3().get_json(&sb.key, None);
     let bad = sb.s3().get_json(&sb.key, Some(&versions[1]));
     assert_eq!(state["lineage"], bad["lineage"]);
     assert!(state["serial"].as_u64() > bad["serial"].as_u64());
     assert_eq!(
         marked_good(&sb),
-        [good[0].clone()],
-        "only release 1 is good"
+        [good[0].clone(), baseline[0].clone()],
+        "the bad release is not good"
     );
     assert_unlocked(&sb);
 
-    // The report: in rollback.md, and appended to the step summary by tfrollback itself.
-    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
+    // The report: guard's timeline with the rollback's report, in guard.md and in the step
+    // summary, written by tfrollback itself.
+    let report = std::fs::read_to_string(sb.dir.join("guard.md")).expect("guard.md");
+    assert!(
+        report.contains(
+            "## tfrollback guard: a check failed: rolled back, and the rollback is healthy"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("| Exit code | 6 |"), "{report}");
     assert!(report.contains("| Status | `rolled_back` |"), "{report}");
     assert!(
         report.contains(&format!("| Target | `{}`", good[0])),
@@ -576,36 +632,73 @@ fn github_actions_marks_good_releases_and_rolls_back_bad_ones() {
     );
     assert!(report.contains("| Verified | yes |"), "{report}");
     assert!(
-        run.summaries[ROLLBACK].contains(&report),
-        "step summary:\n{}",
-        run.summaries[ROLLBACK]
+        report.contains("returned error: 503"),
+        "the failing check's output: {report}"
     );
-    // The history names the CI run.
+    assert!(
+        run.summaries[GUARD].contains(&report),
+        "step summary:\n{}",
+        run.summaries[GUARD]
+    );
+    // The history names the CI run and the check that set the rollback off.
     let record = &sb.tfr(&["history", "--json"]).ok().json()["records"][0];
     assert_eq!(record["result"], json!("rolled_back"));
     assert_eq!(record["to"]["version_id"], json!(good[0]));
+    assert!(
+        record["trigger"]["check"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cmd:curl")),
+        "{record:#}"
+    );
     assert_eq!(record["who"]["ci"]["system"], json!("github-actions"));
     assert_eq!(record["who"]["ci"]["run"], json!("103"));
     assert_eq!(
         record["who"]["ci"]["url"],
         json!("https://github.com/acme/infra/actions/runs/103")
     );
+
+    // Re-run of the same pipeline: the release is frozen, so nothing is applied.
+    let run = workflow.run(&sb, &runner, "104", &with_quick_guard(&[]));
+    assert_eq!(
+        run.executed(),
+        [
+            ("Init", Success),
+            (FROZEN, Failure),
+            ("Deploy", Skipped),
+            (GUARD, Skipped),
+            (ROLLBACK, Skipped)
+        ],
+        "{}",
+        run.log()
+    );
+    assert!(run.logs[FROZEN].contains("frozen"), "{}", run.log());
+    assert_eq!(sb.version_ids(), versions, "nothing was applied");
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
 }
 
 #[test]
-fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
+fn gitlab_job_guards_releases_and_rolls_back_bad_ones() {
     let job = GitlabJob::load();
     let runner = Runner::new(false);
     let sb = Sandbox::builder("bluegreen")
         .lock(LockStyle::LockFile)
         .build();
+    sb.apply(&[("active_slot", "blue"), ("blue_version", "v1")]);
+    sb.tfr(&["mark", "current", "--note", "baseline"]).ok();
 
-    // Release 1: v1 on blue; the job passes and marks it.
-    release(&sb, &[("active_slot", "blue"), ("blue_version", "v1")]);
-    let run = job.run(&sb, &runner, "201", &[]);
+    // Release 1: v1 on blue, three instances; guard passes and marks it.
+    release(
+        &sb,
+        &[
+            ("active_slot", "blue"),
+            ("blue_version", "v1"),
+            ("instance_count", "3"),
+        ],
+    );
+    let run = job.run(&sb, &runner, "201", &with_quick_guard(&[]));
     assert_eq!(run.code, 0, "{}", run.output);
     let good = sb.version_ids();
-    assert_eq!(marked_good(&sb), [good[0].clone()]);
+    assert_eq!(marked_good(&sb)[0], good[0]);
     assert!(
         runner
             .curl_calls()
@@ -614,46 +707,72 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
         "{:?}",
         runner.curl_calls()
     );
+    assert_eq!(
+        sb.s3()
+            .tags(&sb.key, &good[0])
+            .get("tfrollback:note:good")
+            .map(String::as_str),
+        Some("guard passed: acme/infra@89abcdef pipeline 201")
+    );
 
-    // Release 2: v2 on green, smoke test fails. With --max-destroy 0 the rollback plan (a flip
-    // replaces three resources) is refused: nothing changes, and rollback.md says so.
+    // Release 2: v2 on green, green's endpoint fails. With --max-destroy 0 guard's rollback
+    // plan (a flip replaces three resources) is refused: nothing changes, the job fails, and
+    // the deploy is not frozen, since nothing was rolled back.
     release(
         &sb,
         &[
             ("active_slot", "green"),
             ("blue_version", "v1"),
             ("green_version", "v2"),
+            ("instance_count", "3"),
         ],
     );
     let run = job.run(
         &sb,
         &runner,
         "202",
-        &[("SMOKE_FAIL", "1"), ("ROLLBACK_MAX_DESTROY", "0")],
+        &with_quick_guard(&[
+            ("SMOKE_FAIL_ON", "green.app"),
+            ("ROLLBACK_MAX_DESTROY", "0"),
+        ]),
     );
     assert_eq!(run.code, 1, "{}", run.output);
     assert!(run.output.contains("--max-destroy"), "{}", run.output);
     let after_bad = sb.version_ids();
-    assert_eq!(after_bad.len(), 2, "release 1 and release 2, no rollback");
+    assert_eq!(
+        after_bad.len(),
+        3,
+        "baseline, release 1 and release 2, no rollback"
+    );
     assert_eq!(sb.current_output("active_slot"), json!("green"));
-    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
-    assert!(report.starts_with("## tfrollback"), "{report}");
+    let report = std::fs::read_to_string(sb.dir.join("guard.md")).expect("guard.md");
+    assert!(
+        report
+            .starts_with("## tfrollback guard: a check failed, and the rollback did not complete"),
+        "{report}"
+    );
+    sb.tfr(&["status", "--check-frozen"]).ok();
     assert_unlocked(&sb);
 
     // Retried with the pipeline's own --max-destroy: the re-apply changes nothing (and writes
-    // no state), the smoke test fails again, and the rollback goes back to release 1.
-    let run = job.run(&sb, &runner, "203", &[("SMOKE_FAIL", "1")]);
+    // no state), the check fails again, and guard rolls back to release 1.
+    let run = job.run(
+        &sb,
+        &runner,
+        "203",
+        &with_quick_guard(&[("SMOKE_FAIL_ON", "green.app")]),
+    );
     assert_eq!(
-        run.code, 1,
-        "the job fails after a rollback: {}",
+        run.code, 6,
+        "guard rolled back and the rollback is healthy: {}",
         run.output
     );
     let versions = sb.version_ids();
-    assert_eq!(versions.len(), 3, "{}", run.output);
+    assert_eq!(versions.len(), 4, "{}", run.output);
     assert_eq!(versions[1..], after_bad[..]);
     assert_eq!(sb.current_output("active_slot"), json!("blue"));
     assert_eq!(sb.current_output("green_version"), json!("v1"));
-    let report = std::fs::read_to_string(sb.dir.join("rollback.md")).expect("rollback.md");
+    let report = std::fs::read_to_string(sb.dir.join("guard.md")).expect("guard.md");
     assert!(report.contains("| Status | `rolled_back` |"), "{report}");
     assert!(
         report.contains(&format!("| Target | `{}`", good[0])),
@@ -669,6 +788,11 @@ fn gitlab_job_marks_good_releases_and_rolls_back_bad_ones() {
     assert_eq!(record["who"]["ci"]["system"], json!("gitlab-ci"));
     assert_eq!(record["who"]["ci"]["run"], json!("203"));
     assert_eq!(record["who"]["ci"]["actor"], json!("dev"));
+
+    // The next pipeline stops before applying: the release is frozen.
+    let run = job.run(&sb, &runner, "204", &with_quick_guard(&[]));
+    assert_eq!(run.code, 9, "{}", run.output);
+    assert_eq!(sb.version_ids(), versions, "nothing was applied");
 }
 
 #[test]
