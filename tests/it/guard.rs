@@ -59,8 +59,10 @@ fn unchanged(sb: &Sandbox, versions: &[String], deploy: &str) {
 fn a_healthy_deploy_is_watched_through_the_window_and_marked_good() {
     let (sb, _blue, green) = green_deploy();
     let versions = sb.version_ids();
+    // A webhook that is down: a warning, never a reason to change the outcome.
+    let broken_hook = HttpStub::start(|_, _| (500, "internal error".into()));
     // The check sees the deploy's outputs in its environment.
-    let report = sb
+    let run = sb
         .tfr(&[
             "guard",
             "--check",
@@ -69,11 +71,24 @@ fn a_healthy_deploy_is_watched_through_the_window_and_marked_good() {
             "2s",
             "--interval",
             "1s",
+            "--notify",
+            &broken_hook.url("/hook"),
             "--auto-approve",
             "--json",
         ])
-        .ok()
-        .json();
+        .ok();
+    assert!(
+        run.stderr
+            .contains("warning: the notification `guard.started` to --notify failed (HTTP 500)"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(
+        report["notifications_failed"],
+        json!(2),
+        "started and passed"
+    );
     assert_eq!(report["result"], json!("healthy"));
     assert_eq!(report["deploy"]["version_id"], json!(green));
     assert_eq!(report["marked"], json!("good"));
@@ -501,4 +516,54 @@ fn to_with_checks_reports_them_and_exits_7_when_they_fail_after_the_rollback() {
     );
     assert_eq!(sb.current_output("active_slot"), json!("blue"));
     assert_eq!(sb.history()[0]["exit_code"], json!(7));
+}
+
+#[test]
+fn guard_does_not_roll_back_a_deploy_someone_else_replaced_while_it_watched() {
+    let (sb, _blue, green) = green_deploy();
+    let counter = sb.dir.join("check-runs");
+    // Healthy once; then, before failing, someone else deploys v3 to green with terraform.
+    let check = format!(
+        "cmd:n=$(cat {c} 2>/dev/null || echo 0); echo $((n+1)) > {c}; \
+         test \"$n\" -lt 1 && exit 0; \
+         test \"$n\" -eq 1 && terraform apply -input=false -auto-approve -var active_slot=green -var green_version=v3 >/dev/null 2>&1; \
+         exit 1",
+        c = counter.display()
+    );
+    let report = sb
+        .tfr(&[
+            "guard",
+            "--check",
+            &check,
+            "--window",
+            "1m",
+            "--interval",
+            "1s",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--json",
+        ])
+        .code(1)
+        .json();
+    assert_eq!(report["result"], json!("rollback_failed"));
+    assert!(
+        report["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("guard does not roll back a deploy it did not watch"),
+        "{report:#}"
+    );
+    // The other deploy stands, nothing was rolled back, and nothing is frozen.
+    let versions = sb.version_ids();
+    assert_eq!(versions.len(), 3);
+    assert_ne!(versions[0], green);
+    assert_eq!(sb.current_output("green_version"), json!("v3"));
+    assert!(
+        frozen_keys(&sb).is_empty(),
+        "a refused rollback lifts the freeze"
+    );
+    assert_eq!(report["frozen"], json!(false));
+    let status = sb.tfr(&["status", "--json"]).ok().json();
+    assert_eq!(status["lock"], Value::Null);
 }
