@@ -176,7 +176,7 @@ fn failure_headline(error: &Error) -> &'static str {
 
 /// The Markdown report of a command that stopped before it had a report of its own (a
 /// refusal, a lock held, nothing to do), written where the full report would have gone.
-fn early_report(
+pub(crate) fn early_report(
     command: &str,
     location: &str,
     exit: u8,

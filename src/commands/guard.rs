@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::cli::{CheckArgs, GuardArgs, RunArgs, ToArgs};
+use crate::commands::audit::early_report;
 use crate::commands::notify::Notifier;
 use crate::commands::prompt::require_answerable;
 use crate::commands::versions::Freshness;
@@ -112,7 +113,30 @@ pub(crate) async fn run(ctx: &Context, args: &GuardArgs) -> Result<Outcome, Erro
     let answer = Arc::new(Mutex::new(WATCHING));
     let interrupt = interrupts_saying(answer.clone());
     let started_at = jiff::Timestamp::now();
-    let start = start(ctx, args).await?;
+    let start = match start(ctx, args).await {
+        Ok(start) => start,
+        Err(e) => {
+            // CI reads the step summary: a guard that did not start says why there too.
+            let md = early_report(
+                "guard",
+                &ctx.location(),
+                e.exit() as u8,
+                "guard did not start, nothing was changed",
+                "Error",
+                &e.to_string(),
+                e.hint(),
+            );
+            if let Err(io) = write_markdown(
+                &md,
+                args.run.report.as_deref(),
+                ctx.settings.step_summary.as_deref(),
+            ) {
+                ctx.printer
+                    .note(&format!("warning: could not write the report: {io}"));
+            }
+            return Err(e);
+        }
+    };
     let notifier = Notifier::new(args.notify.clone(), ctx.printer.clone(), ctx.location());
     let mut guard = Guard {
         ctx,

@@ -392,6 +392,8 @@ fn checks_that_cannot_be_evaluated_refuse_to_start_and_change_nothing() {
         ),
         ("tcp:127.0.0.1:80", "is not a check"),
     ] {
+        let report = sb.dir.join("guard.md");
+        let _ = std::fs::remove_file(&report);
         let run = sb
             .tfr(&[
                 "guard",
@@ -400,9 +402,20 @@ fn checks_that_cannot_be_evaluated_refuse_to_start_and_change_nothing() {
                 "--auto-approve",
                 "--window",
                 "1m",
+                "--report",
+                report.to_str().unwrap(),
             ])
             .code(2);
         assert!(run.stderr.contains(says), "{check}: {}", run.stderr);
+        // Past the command line, the report says why guard did not start.
+        if !check.starts_with("tcp:") {
+            let md = std::fs::read_to_string(&report).unwrap();
+            assert!(
+                md.starts_with("## tfrollback: guard did not start, nothing was changed")
+                    && md.contains(says),
+                "{md}"
+            );
+        }
         assert!(!run.stderr.contains(SECRET));
         unchanged(&sb, &versions, &green);
     }
