@@ -418,7 +418,12 @@ impl Guard<'_> {
             let step = (next - now).min(Duration::from_secs(1));
             tokio::select! {
                 () = tokio::time::sleep(step) => {}
-                _ = self.interrupt.changed() => {}
+                changed = self.interrupt.changed() => {
+                    // No signal listener (it could not be installed): only the clock wakes us.
+                    if changed.is_err() {
+                        tokio::time::sleep(step).await;
+                    }
+                }
             }
         }
     }
