@@ -463,6 +463,12 @@ impl Guard<'_> {
         }
         let left = human(deadline.saturating_duration_since(Instant::now()));
         let line = parts.join(" · ");
+        let doing = if phase == "watch" {
+            "watching"
+        } else {
+            "validating the rollback"
+        };
+        self.live.set_prefix(format!("{doing}, {left} left"));
         self.live.set_message(line.clone());
         if self.live.is_hidden() {
             self.ctx
@@ -474,6 +480,7 @@ impl Guard<'_> {
     /// The window passed healthy: mark the deploy (when every check gave a result and the
     /// deploy is still the current version).
     async fn passed(&mut self, streaks: &Streaks) -> Ended {
+        self.live.finish_and_clear();
         let unproven: Vec<String> = streaks
             .never_conclusive()
             .into_iter()
