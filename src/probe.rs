@@ -63,6 +63,14 @@ impl Probe {
     }
 }
 
+/// Every check of `specs`, ready against `outputs`.
+pub(crate) fn prepare_all(
+    specs: &[CheckSpec],
+    outputs: &BTreeMap<String, OutputSummary>,
+) -> Result<Vec<Probe>, CheckError> {
+    specs.iter().map(|c| Probe::prepare(c, outputs)).collect()
+}
+
 impl Prober {
     pub(crate) fn new(alarms: Alarms, timeout: Duration, redactor: Redactor) -> Prober {
         let http = reqwest::Client::builder()

@@ -27,7 +27,7 @@ use crate::model::selector::{self, Selector, VersionRef};
 use crate::model::state::{OutputSummary, output_summaries};
 use crate::operation::report::{Report, Status, checks_table, write_markdown};
 use crate::operation::signals::{WINDING_DOWN, interrupts_saying};
-use crate::probe::{Probe, Prober};
+use crate::probe::{Probe, Prober, prepare_all};
 use crate::store::freezes::Freeze;
 use crate::store::marks::Mark;
 
@@ -238,18 +238,11 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
         serial: target_state.serial,
     };
 
-    let probes = args
-        .check
-        .checks
-        .iter()
-        .map(|c| Probe::prepare(c, &outputs))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut secrets = state.outputs.clone();
-    secrets.extend(target_state.outputs.clone());
+    let probes = prepare_all(&args.check.checks, &outputs)?;
     let runner = Prober::new(
         ctx.store.alarms(),
         args.check.check_timeout,
-        Redactor::new(&secrets),
+        Redactor::of_both(&state.outputs, &target_state.outputs),
     );
     ctx.printer.note(&format!(
         "guard      deploy {} (serial {}), rollback target {} (serial {})",
@@ -733,14 +726,7 @@ impl Guard<'_> {
                 return false;
             }
         };
-        let probes: Result<Vec<Probe>, CheckError> = self
-            .args
-            .check
-            .checks
-            .iter()
-            .map(|c| Probe::prepare(c, &outputs))
-            .collect();
-        self.probes = match probes {
+        self.probes = match prepare_all(&self.args.check.checks, &outputs) {
             Ok(probes) => probes,
             Err(e) => {
                 self.note(format!(

@@ -25,7 +25,7 @@ use crate::model::state::{Output, output_summaries};
 use crate::operation::report::{PlanCounts, Report, Status, VariableChange};
 use crate::operation::signals::interrupts;
 use crate::operation::{Operation, Verb};
-use crate::probe::{Probe, Prober};
+use crate::probe::{Probe, Prober, prepare_all};
 use crate::store::fsx::{self, absolute};
 use crate::store::journal::{Step, StepStatus};
 use crate::terraform::{self, ApplyEvent, PlanSummary, Terraform};
@@ -750,15 +750,11 @@ async fn preflight(
         None
     } else {
         let outputs = output_summaries(&target_state.outputs);
-        let probes = args
-            .check
-            .checks
-            .iter()
-            .map(|c| Probe::prepare(c, &outputs))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut all = current_state.outputs.clone();
-        all.extend(target_state.outputs.clone());
-        Some((probes, Redactor::new(&all)))
+        let probes = prepare_all(&args.check.checks, &outputs)?;
+        Some((
+            probes,
+            Redactor::of_both(&current_state.outputs, &target_state.outputs),
+        ))
     };
 
     let absolute_files = user_var_files(&args.var_files)?;

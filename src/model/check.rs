@@ -243,6 +243,13 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// The redactor of two versions' outputs (the deploy and the rollback target).
+    pub(crate) fn of_both(a: &BTreeMap<String, Output>, b: &BTreeMap<String, Output>) -> Redactor {
+        let mut all = a.clone();
+        all.extend(b.iter().map(|(k, v)| (format!("{k}\u{0}other"), v.clone())));
+        Redactor::new(&all)
+    }
+
     /// The last lines of `text`, with every secret replaced.
     pub(crate) fn clean(&self, text: &str) -> String {
         let mut text = text.to_string();
