@@ -372,6 +372,9 @@ pub(crate) struct DiffView {
     pub(crate) variables: Vec<VariableView>,
     /// Variables the target recorded that a rollback will not set, and why.
     pub(crate) skipped_variables: Vec<String>,
+    /// Every declared variable a rollback does not set, and why (the withheld ones above
+    /// and those the target recorded no value for).
+    pub(crate) unset_variables: Vec<crate::model::mapping::Skipped>,
     /// Versions between the two that the selector passed over as probable intermediate
     /// snapshots of an apply (newest first).
     #[serde(default)]
@@ -523,6 +526,21 @@ pub(crate) fn render_diff(view: &DiffView) -> String {
     for s in &view.skipped_variables {
         let _ = writeln!(out, "  not set: {s}");
     }
+    // The others, grouped by why: they keep whatever the configuration and var files say.
+    let withheld: Vec<&str> = view
+        .skipped_variables
+        .iter()
+        .filter_map(|s| s.split_once(':').map(|(name, _)| name))
+        .collect();
+    let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for u in &view.unset_variables {
+        if !withheld.contains(&u.name.as_str()) {
+            by_reason.entry(&u.reason).or_default().push(&u.name);
+        }
+    }
+    for (reason, names) in by_reason {
+        let _ = writeln!(out, "  left as they are: {} ({reason})", names.join(", "));
+    }
     out
 }
 
@@ -580,6 +598,50 @@ pub(crate) fn version_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diff_accounts_for_every_variable_it_does_not_set() {
+        use crate::model::mapping::Skipped;
+        let unset = |name: &str, reason: &str| Skipped {
+            name: name.into(),
+            reason: reason.into(),
+        };
+        let endpoint = || Endpoint {
+            version_id: "v".into(),
+            serial: 1,
+            current: false,
+        };
+        let view = DiffView {
+            from: endpoint(),
+            to: endpoint(),
+            outputs: vec![],
+            resources: ResourceChanges::default(),
+            variables: vec![],
+            skipped_variables: vec!["db_password: output db_password is sensitive".into()],
+            unset_variables: vec![
+                unset("db_password", "output db_password is sensitive"),
+                unset("fail_on_slot", "nothing"),
+                unset("region", "the mapping `x.region` names nothing"),
+                unset("slow_seconds", "nothing"),
+            ],
+            skipped_versions: vec![],
+            location: "s3://b/k".into(),
+        };
+        let text = console::strip_ansi_codes(&render_diff(&view)).into_owned();
+        assert!(
+            text.contains("  not set: db_password: output db_password is sensitive\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  left as they are: fail_on_slot, slow_seconds (nothing)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  left as they are: region (the mapping `x.region` names nothing)\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("db_password").count(), 2, "{text}");
+    }
 
     #[test]
     fn sizes_and_times_read_well() {

@@ -17,7 +17,7 @@ use crate::commands::prompt::{approve, require_answerable};
 use crate::commands::{Context, Outcome};
 use crate::error::{Error, Exit, Refusal};
 use crate::model::diff::Orphan;
-use crate::model::mapping::{self, Mapping, MappingOptions, Source};
+use crate::model::mapping::{self, Mapping, MappingOptions, Skipped, Source};
 use crate::model::redact;
 use crate::model::selector::{ObjectVersion, VersionId, VersionRef};
 use crate::model::state::Output;
@@ -106,6 +106,7 @@ struct Ended {
     orphans: Vec<Orphan>,
     error: Option<String>,
     variables: Vec<VariableChange>,
+    unset: Vec<Skipped>,
     var_file: Option<String>,
     /// Once the state may have changed, a journal write that failed: the operation then ends
     /// with its lock held, for `recover`, whatever else happened.
@@ -143,6 +144,7 @@ impl Rollback<'_> {
             orphans: vec![],
             error: None,
             variables,
+            unset: self.prepared.mapping.unset(),
             var_file: Some(var_file.display().to_string()),
             journal_failure: None,
         };
@@ -562,6 +564,7 @@ async fn finish(
     report.verified = ended.verified;
     report.orphans = ended.orphans;
     report.variables = ended.variables;
+    report.unset_variables = ended.unset;
     report.error = ended.error;
     report.next = next;
     if let Err(e) = report.publish(
@@ -605,14 +608,14 @@ async fn preflight(
         target.version_id.as_str(),
     )?;
     if args.only_slot {
-        let slot = mapping
-            .slot()
-            .cloned()
-            .ok_or_else(|| Refusal::NoSlotValue {
+        if mapping.slot().is_none() {
+            return Err(Refusal::NoSlotValue {
                 version: target.version_id.clone(),
                 variable: mapping.slot_variable.clone(),
-            })?;
-        mapping.variables = vec![slot];
+            }
+            .into());
+        }
+        mapping.only_slot();
     }
     if mapping.variables.is_empty() {
         return Err(Refusal::NothingMapped {
