@@ -17,6 +17,7 @@ Exit codes:
      closed (run `tfrollback recover`)
   5  the state is locked by someone else, or another rollback of it is unfinished
   7  rolled back, but verification failed afterwards (the state terraform wrote is kept)
+  8  doctor: a finding would stop a rollback (the state is not ready for one)
 
 Version selectors: an S3 version id, `current`, `previous` (the version before the current
 one), `~N` (N versions back), `last-good` or `last:LABEL` (the newest version with that mark).";
@@ -120,6 +121,18 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), generated from this command line's definition
     Man,
+    /// Check that the state is ready for a rollback, changing nothing (exit 8 when it is not)
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// The terraform binary a rollback would run (terraform or tofu)
+    #[arg(long, value_name = "PATH", env = "TFROLLBACK_TERRAFORM")]
+    pub(crate) terraform_bin: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) mapping: MappingArgs,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,8 @@ pub(crate) enum Exit {
     /// Rolled back, but the result does not check out (verification failed after a successful
     /// apply); the state terraform wrote is kept.
     Unverified = 7,
+    /// `doctor` found something that would stop a rollback.
+    NotReady = 8,
 }
 
 impl From<Exit> for ExitCode {

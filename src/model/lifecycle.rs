@@ -543,7 +543,12 @@ mod tests {
             expiration_date: Some(at("2026-06-01T00:00:00Z")),
             ..Rule::default()
         };
-        let expiry = current_expiry(&[days.clone()], KEY, &versions[0], &BTreeMap::new());
+        let expiry = current_expiry(
+            std::slice::from_ref(&days),
+            KEY,
+            &versions[0],
+            &BTreeMap::new(),
+        );
         assert_eq!(
             expiry,
             Some(CurrentExpiry {

@@ -141,6 +141,9 @@ pub(crate) struct TableFacts {
     pub(crate) shape: Seen<Option<TableShape>>,
     /// None: not tried (no table).
     pub(crate) write: Option<Seen<WriteProbe>>,
+    /// Whether PutItem was probed besides DeleteItem (it is only when the digest item exists,
+    /// so that it can carry the item unchanged).
+    pub(crate) put_probed: bool,
     /// None: not checked (no table, or no current state to compare with).
     pub(crate) digest: Option<Seen<Digest>>,
 }
@@ -867,12 +870,21 @@ fn access(facts: &Facts<'_>, out: &mut Findings) {
     let Some(t) = &facts.lock.table else { return };
     match &t.write {
         None => {}
+        Some(Ok(WriteProbe::Allowed)) if t.put_probed => out.add(
+            c,
+            Level::Ok,
+            "lock_write_allowed",
+            format!(
+                "DeleteItem and PutItem on table {} are allowed: DynamoDB refused both on a condition that cannot hold, which it evaluates only for authorized requests; nothing was written",
+                t.name
+            ),
+        ),
         Some(Ok(WriteProbe::Allowed)) => out.add(
             c,
             Level::Ok,
             "lock_write_allowed",
             format!(
-                "PutItem and DeleteItem on table {} are allowed: DynamoDB refused both on a condition that cannot hold, which it evaluates only for authorized requests; nothing was written",
+                "DeleteItem on table {} is allowed: DynamoDB refused it on a condition that cannot hold, which it evaluates only for authorized requests; PutItem was not probed, as there is no digest item to send back unchanged",
                 t.name
             ),
         ),
@@ -881,7 +893,7 @@ fn access(facts: &Facts<'_>, out: &mut Findings) {
             Level::Problem,
             "lock_condition_ignored",
             format!(
-                "table {} ignored a condition expression and wrote {wrote} (removed again): terraform's DynamoDB lock is not safe on it",
+                "table {} ignored a condition expression that cannot hold and let through {wrote}: terraform's DynamoDB lock is not safe on it",
                 t.name
             ),
             "use a DynamoDB that honours condition expressions, or use_lockfile",
@@ -1102,17 +1114,6 @@ fn terraform(facts: &Facts<'_>, out: &mut Findings) {
     }
 }
 
-/// The rules' view of one version, for the JSON report.
-pub(crate) fn fate_words(fate: &Fate) -> (&'static str, Option<String>, Option<u32>, Option<&str>) {
-    match fate {
-        Fate::Kept => ("kept", None, None, None),
-        Fate::Deleted { from, rule } => ("deletable", Some(from.to_string()), None, Some(rule)),
-        Fate::KeptForWrites { writes, rule } => {
-            ("deleted_after_writes", None, Some(*writes), Some(rule))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1232,6 +1233,7 @@ mod tests {
                             status: "ACTIVE".into(),
                         })),
                         write: Some(Ok(WriteProbe::Allowed)),
+                        put_probed: true,
                         digest: Some(Ok(Digest::Matches)),
                     }),
                     holder: Ok(None),
