@@ -572,31 +572,56 @@ fn horizon_finding(facts: &Facts<'_>, deleting: &[&&Rule], h: &Horizon, out: &mu
     }
 }
 
+/// The marked versions the rules delete. What `last:LABEL` would pick is the newest version
+/// with that label, so only a threat to one of those is a warning; older marks going is what
+/// a retention rule is for, and is only noted.
 fn marks(facts: &Facts<'_>, fates: &[VersionFate], out: &mut Findings) {
     let c = Check::Lifecycle;
+    let mut seen: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut older = vec![];
     for f in fates {
         let Some(labels) = facts.marks.get(&f.version_id) else {
             continue;
         };
-        let labels = labels.join(", ");
+        let (newest, superseded): (Vec<&String>, Vec<&String>) =
+            labels.iter().partition(|l| seen.insert(l.as_str()));
+        if f.fate == Fate::Kept {
+            continue;
+        }
+        if !superseded.is_empty() {
+            older.push(f.version_id.to_string());
+        }
+        if newest.is_empty() {
+            continue;
+        }
+        let labels = newest
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("`, `");
+        let picks = if newest.len() == 1 {
+            format!("the version `last:{labels}` picks")
+        } else {
+            "the version those labels pick".to_string()
+        };
         match &f.fate {
             Fate::Deleted { from, rule } => out.hinted(
                 c,
                 Level::Warning,
                 "mark_deletable",
                 format!(
-                    "version {} is marked `{labels}`, and {rule} may delete it {}: `last-good` then falls back on an older mark, or fails",
+                    "version {} is marked `{labels}` ({picks}), and {rule} may delete it {}: a rollback to it then fails, and `last-good` falls back on an older mark",
                     f.version_id,
                     when(*from, facts.now)
                 ),
-                "mark a newer version once it is known good (`tfrollback mark`), or make the rule keep more versions",
+                "mark a newer version once it is known good (`tfrollback mark`), or make the rule keep versions longer",
             ),
             Fate::KeptForWrites { writes, rule } => out.hinted(
                 c,
                 Level::Warning,
                 "mark_deleted_after_writes",
                 format!(
-                    "version {} is marked `{labels}`, and {rule} deletes it after {writes} more state write{} (it keeps only the newest noncurrent versions)",
+                    "version {} is marked `{labels}` ({picks}), and {rule} deletes it after {writes} more state write{} (it keeps only the newest noncurrent versions)",
                     f.version_id,
                     if *writes == 1 { "" } else { "s" }
                 ),
@@ -604,6 +629,19 @@ fn marks(facts: &Facts<'_>, fates: &[VersionFate], out: &mut Findings) {
             ),
             Fate::Kept => {}
         }
+    }
+    if !older.is_empty() {
+        out.add(
+            c,
+            Level::Ok,
+            "older_marks_deletable",
+            format!(
+                "the rules also delete {} older marked version{} ({}), each behind a newer version with the same mark",
+                older.len(),
+                if older.len() == 1 { "" } else { "s" },
+                older.join(", ")
+            ),
+        );
     }
 }
 
@@ -1378,17 +1416,31 @@ mod tests {
              of 2 earlier versions, 1 may be deleted now and 0 later as things stand; \
              the oldest you can roll back to is v2 (written 2026-03-19 09:00 UTC, deleted after 1 more write)"
         );
-        // v1 was replaced on 03-19 09:00: due 03-21 00:00, before `now`.
+        // v1 was replaced on 03-19 09:00: due 03-21 00:00, before `now`. Its `good` mark is
+        // behind v2's; its `baseline` mark is the only one.
         let gone = finding(&r, "mark_deletable");
         assert_eq!(gone.level, Level::Warning);
-        assert!(gone.message.starts_with("version v1 is marked `good, baseline`, and rule \"trim\" may delete it now (due since 2026-03-21)"), "{}", gone.message);
+        assert!(
+            gone.message.starts_with(
+                "version v1 is marked `baseline` (the version `last:baseline` picks), and rule \"trim\" may delete it now (due since 2026-03-21)"
+            ),
+            "{}",
+            gone.message
+        );
         let kept = finding(&r, "mark_deleted_after_writes");
         assert!(
             kept.message.starts_with(
-                "version v2 is marked `good`, and rule \"trim\" deletes it after 1 more state write"
+                "version v2 is marked `good` (the version `last:good` picks), and rule \"trim\" deletes it after 1 more state write"
             ),
             "{}",
             kept.message
+        );
+        let older = finding(&r, "older_marks_deletable");
+        assert_eq!(older.level, Level::Ok);
+        assert!(
+            older.message.contains("1 older marked version (v1)"),
+            "{}",
+            older.message
         );
         let h = r.horizon.unwrap();
         assert_eq!(h.deletable_now, 1);

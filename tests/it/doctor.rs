@@ -326,7 +326,7 @@ fn a_newer_noncurrent_versions_rule_is_seen_to_delete_marked_versions() {
         .lock(LockStyle::LockFile)
         .build();
     sb.apply(&[("active_slot", "blue")]);
-    sb.tfr(&["mark", "current", "--note", "baseline"]).ok();
+    sb.tfr(&["mark", "current", "--label", "baseline"]).ok();
     sb.apply(&[("active_slot", "green")]);
     sb.tfr(&["mark", "current"]).ok();
     sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);
@@ -348,7 +348,7 @@ fn a_newer_noncurrent_versions_rule_is_seen_to_delete_marked_versions() {
     let message = gone["message"].as_str().unwrap();
     assert!(
         message.starts_with(&format!(
-            "version {} is marked `good`, and rule \"keep-newest\" may delete it ",
+            "version {} is marked `baseline` (the version `last:baseline` picks), and rule \"keep-newest\" may delete it from ",
             oldest.version_id
         )),
         "{message}"
@@ -356,7 +356,7 @@ fn a_newer_noncurrent_versions_rule_is_seen_to_delete_marked_versions() {
     let next = finding(&report, "mark_deleted_after_writes");
     assert!(
         next["message"].as_str().unwrap().starts_with(&format!(
-            "version {} is marked `good`, and rule \"keep-newest\" deletes it after 1 more state write",
+            "version {} is marked `good` (the version `last:good` picks), and rule \"keep-newest\" deletes it after 1 more state write",
             versions[1].version_id
         )),
         "{next:#}"
@@ -370,7 +370,8 @@ fn a_newer_noncurrent_versions_rule_is_seen_to_delete_marked_versions() {
         fates[1]["deletable_from"],
         json!(deletable_from(versions[1].last_modified, 1))
     );
-    assert_eq!(fates[1]["marks"], json!(["good"]));
+    assert_eq!(fates[0]["marks"], json!(["good"]));
+    assert_eq!(fates[1]["marks"], json!(["baseline"]));
     // Replaced seconds ago, it is deletable only from tomorrow: still restorable now.
     assert_eq!(
         report["horizon"]["oldest_restorable"],
