@@ -16,7 +16,7 @@ use md5::{Digest as _, Md5};
 use crate::cli::DoctorArgs;
 use crate::commands::Context;
 use crate::error::{Error, Exit};
-use crate::model::mapping::MappingOptions;
+use crate::model::mapping::{MappingError, MappingOptions, map_variables};
 use crate::model::readiness::{
     self, CurrentState, Digest, Facts, LockFacts, Seen, TableFacts, TerraformFacts, Unseen,
     WriteProbe,
@@ -119,6 +119,19 @@ pub(crate) async fn run(ctx: &Context, args: &DoctorArgs) -> Result<Exit, Error>
         slot_var: args.mapping.slot_var.clone(),
         include_sensitive: args.mapping.include_sensitive,
     };
+    // A --map that is no mapping is a usage error (exit 2), as in `diff` and `to`; what the
+    // mapping finds in the state is a finding.
+    if let Ok(config) = &config
+        && let Err(e @ MappingError::BadMap { .. }) = map_variables(
+            config,
+            &mapping_options,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            "",
+        )
+    {
+        return Err(e.into());
+    }
     let terraform = terraform_facts(ctx, args).await;
     let facts = Facts {
         location: ctx.location(),
@@ -259,7 +272,14 @@ async fn table_facts(
             Err(e) => (Some(Err(from_lock(&e))), false),
         },
         // Without the item as it is, no probe could be sure to leave it unchanged.
-        Err(e) => (Some(Err(from_lock(e))), false),
+        Err(e) => (
+            Some(Err(Unseen::Failed {
+                reason: format!(
+                    "the digest item, which the probe writes back unchanged, could not be read first ({e})"
+                ),
+            })),
+            false,
+        ),
     };
     TableFacts {
         name: table.name().to_string(),

@@ -808,6 +808,16 @@ fn table(facts: &Facts<'_>, t: &TableFacts, out: &mut Findings) {
                 "if the current version is the state you want, set Digest to {actual} in that item (or delete the item); after an interrupted rollback, `tfrollback recover` does it"
             ),
         ),
+        Some(Err(Unseen::Denied { action })) => out.hinted(
+            c,
+            Level::Problem,
+            "lock_read_denied",
+            format!(
+                "reading the digest item {}/{}-md5 is denied ({action}): terraform reads it on every state read and fails, and tfrollback cannot see who holds the lock",
+                facts.bucket, facts.key
+            ),
+            "grant dynamodb:GetItem, PutItem and DeleteItem on the table (docs/iam.md)",
+        ),
         Some(Err(unseen)) => out.add(
             c,
             Level::Warning,
@@ -1573,6 +1583,20 @@ mod tests {
             })),
         ));
         assert_eq!(finding(&mismatch, "digest_mismatch").level, Level::Problem);
+        let unreadable = assess(&with_table(
+            Ok(Some(TableShape {
+                hash_key: Some(("LockID".into(), "S".into())),
+                range_key: None,
+                status: "ACTIVE".into(),
+            })),
+            Some(Err(Unseen::Denied {
+                action: "dynamodb:GetItem".into(),
+            })),
+        ));
+        assert_eq!(
+            finding(&unreadable, "lock_read_denied").level,
+            Level::Problem
+        );
 
         let mut none = world.healthy();
         none.lock.table = None;
