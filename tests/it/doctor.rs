@@ -621,6 +621,12 @@ fn the_variables_a_rollback_leaves_and_an_object_output_that_feeds_none() {
         .expect("tags is set");
     assert_eq!(tags["rollback"], json!({"team": "b"}));
     assert_eq!(tags["source"], json!("output vpc.tags"));
+    let bad = sb.tfr(&["doctor", "--map", "vpc-tags"]).code(2);
+    assert!(
+        bad.stderr.contains("`vpc-tags` is not a mapping"),
+        "{}",
+        bad.stderr
+    );
     std::fs::write(
         sb.dir.join("tfrollback.hcl"),
         "config_outputs = [\"vpc\"]\n",
