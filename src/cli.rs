@@ -20,6 +20,7 @@ Exit codes:
   6  guard: a check failed, tfrollback rolled back, and the rollback is healthy
   7  rolled back, but verification or the health checks failed afterwards (the state
      terraform wrote is kept)
+  8  doctor: a finding would stop a rollback (the state is not ready for one)
   9  status --check-frozen: a deploy of this state is frozen (guard rolled it back)
 130  guard: interrupted while watching; nothing was changed
 
@@ -131,6 +132,18 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), generated from this command line's definition
     Man,
+    /// Check that the state is ready for a rollback, changing nothing (exit 8 when it is not)
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// The terraform binary a rollback would run (terraform or tofu)
+    #[arg(long, value_name = "PATH", env = "TFROLLBACK_TERRAFORM")]
+    pub(crate) terraform_bin: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) mapping: MappingArgs,
 }
 
 const GUARD_EXIT_CODES: &str = "Exit codes: 0 healthy through the window (marked with --label); \

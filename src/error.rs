@@ -30,6 +30,8 @@ pub(crate) enum Exit {
     /// Rolled back, but the result does not check out (verification failed after a successful
     /// apply, or the health checks still fail); the state terraform wrote is kept.
     Unverified = 7,
+    /// `doctor` found something that would stop a rollback.
+    NotReady = 8,
     /// `status --check-frozen`: a deploy of this state is frozen.
     Frozen = 9,
     /// `guard` was interrupted while watching; nothing was changed.

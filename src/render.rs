@@ -424,6 +424,9 @@ pub(crate) struct DiffView {
     pub(crate) variables: Vec<VariableView>,
     /// Variables the target recorded that a rollback will not set, and why.
     pub(crate) skipped_variables: Vec<String>,
+    /// Every declared variable a rollback does not set, and why (the withheld ones above
+    /// and those the target recorded no value for).
+    pub(crate) unset_variables: Vec<crate::model::mapping::Skipped>,
     /// Versions between the two that the selector passed over as probable intermediate
     /// snapshots of an apply (newest first).
     #[serde(default)]
@@ -575,6 +578,233 @@ pub(crate) fn render_diff(view: &DiffView) -> String {
     for s in &view.skipped_variables {
         let _ = writeln!(out, "  not set: {s}");
     }
+    // The others, grouped by why: they keep whatever the configuration and var files say.
+    let withheld: Vec<&str> = view
+        .skipped_variables
+        .iter()
+        .filter_map(|s| s.split_once(':').map(|(name, _)| name))
+        .collect();
+    let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for u in &view.unset_variables {
+        if !withheld.contains(&u.name.as_str()) {
+            by_reason.entry(&u.reason).or_default().push(&u.name);
+        }
+    }
+    for (reason, names) in by_reason {
+        let _ = writeln!(out, "  left as they are: {} ({reason})", names.join(", "));
+    }
+    out
+}
+
+/// One version's fate under the lifecycle rules, for `doctor --json`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FateView {
+    pub(crate) version_id: String,
+    pub(crate) last_modified: String,
+    /// When a newer version or delete marker replaced it.
+    pub(crate) noncurrent_since: Option<String>,
+    /// `deletable` (from `deletable_from`) or `deleted_after_writes` (`after_writes` more).
+    pub(crate) fate: &'static str,
+    pub(crate) deletable_from: Option<String>,
+    pub(crate) after_writes: Option<u32>,
+    pub(crate) rule: String,
+    pub(crate) marks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HorizonView {
+    /// Earlier versions holding a state.
+    pub(crate) earlier: usize,
+    pub(crate) deletable_now: usize,
+    pub(crate) deletable_later: usize,
+    /// The oldest version S3 may not delete yet, and when it was written.
+    pub(crate) oldest_restorable: Option<String>,
+    pub(crate) oldest_restorable_written: Option<String>,
+    /// When a rule puts a delete marker on the current state, and which.
+    pub(crate) state_expires: Option<String>,
+    /// Every earlier version a rule deletes, now or later, newest first.
+    pub(crate) versions: Vec<FateView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SetVariableView {
+    pub(crate) name: String,
+    pub(crate) source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct VariablesView {
+    pub(crate) slot_variable: Option<String>,
+    /// What a rollback to a version recorded like the current one sets.
+    pub(crate) set: Vec<SetVariableView>,
+    /// The declared variables it leaves as they are, and why.
+    pub(crate) not_set: Vec<crate::model::mapping::Skipped>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TerraformView {
+    pub(crate) binary: String,
+    pub(crate) version: String,
+    /// The terraform_version of the current state.
+    pub(crate) state_terraform_version: Option<String>,
+}
+
+/// `doctor`'s report: the findings, grouped by check when rendered, and the details behind
+/// them for programs.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DoctorView {
+    pub(crate) location: String,
+    pub(crate) ready: bool,
+    pub(crate) problems: usize,
+    pub(crate) warnings: usize,
+    pub(crate) findings: Vec<crate::model::readiness::Finding>,
+    pub(crate) horizon: Option<HorizonView>,
+    pub(crate) variables: Option<VariablesView>,
+    pub(crate) principal: Option<String>,
+    pub(crate) terraform: Option<TerraformView>,
+    /// ASCII markers instead of ✓ ! ✗ (`NO_COLOR`, `TERM=dumb`).
+    #[serde(skip)]
+    pub(crate) plain: bool,
+}
+
+impl DoctorView {
+    pub(crate) fn new(
+        facts: &crate::model::readiness::Facts<'_>,
+        readiness: &crate::model::readiness::Readiness,
+        plain: bool,
+    ) -> DoctorView {
+        use crate::model::lifecycle::Fate;
+        use crate::model::readiness::Level;
+        let horizon = readiness.horizon.as_ref().map(|h| HorizonView {
+            earlier: h.earlier,
+            deletable_now: h.deletable_now,
+            deletable_later: h.deletable_later,
+            oldest_restorable: h
+                .oldest_restorable
+                .as_ref()
+                .map(|v| v.version_id.to_string()),
+            oldest_restorable_written: h
+                .oldest_restorable
+                .as_ref()
+                .map(|v| v.last_modified.to_string()),
+            state_expires: readiness
+                .current_expiry
+                .as_ref()
+                .map(|e| e.from.to_string()),
+            versions: readiness
+                .fates
+                .iter()
+                .filter(|f| !f.delete_marker)
+                .filter_map(|f| {
+                    let (fate, from, writes, rule) = match &f.fate {
+                        Fate::Kept => return None,
+                        Fate::Deleted { from, rule } => {
+                            ("deletable", Some(from.to_string()), None, rule)
+                        }
+                        Fate::KeptForWrites { writes, rule } => {
+                            ("deleted_after_writes", None, Some(*writes), rule)
+                        }
+                    };
+                    Some(FateView {
+                        version_id: f.version_id.to_string(),
+                        last_modified: f.last_modified.to_string(),
+                        noncurrent_since: f.noncurrent_since.map(|t| t.to_string()),
+                        fate,
+                        deletable_from: from,
+                        after_writes: writes,
+                        rule: rule.clone(),
+                        marks: facts.marks.get(&f.version_id).cloned().unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        });
+        let variables = readiness.mapping.as_ref().map(|m| VariablesView {
+            slot_variable: m.slot_variable.clone(),
+            set: m
+                .variables
+                .iter()
+                .map(|v| SetVariableView {
+                    name: v.name.clone(),
+                    source: v.source.describe(),
+                })
+                .collect(),
+            not_set: m.unset(),
+        });
+        let terraform = facts
+            .terraform
+            .binary
+            .as_ref()
+            .ok()
+            .map(|(binary, version)| TerraformView {
+                binary: binary.clone(),
+                version: version.clone(),
+                state_terraform_version: match &facts.current {
+                    Some(Ok(s)) => Some(s.terraform_version.clone()),
+                    _ => None,
+                },
+            });
+        DoctorView {
+            location: facts.location.clone(),
+            ready: readiness.ready(),
+            problems: readiness.count(Level::Problem),
+            warnings: readiness.count(Level::Warning),
+            findings: readiness.findings.clone(),
+            horizon,
+            variables,
+            principal: facts.principal.clone(),
+            terraform,
+            plain,
+        }
+    }
+}
+
+/// `doctor`'s findings grouped by check, each with its marker and, below it, what to do.
+pub(crate) fn render_doctor(view: &DoctorView) -> String {
+    use crate::model::readiness::{Check, Level};
+    let mut out = String::new();
+    let _ = writeln!(out, "tfrollback doctor: {}", view.location);
+    for check in Check::ALL {
+        let findings: Vec<_> = view.findings.iter().filter(|f| f.check == check).collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}", style(check.title()).bold());
+        for f in findings {
+            let marker = match (f.level, view.plain) {
+                (Level::Ok, false) => style("✓").green().to_string(),
+                (Level::Warning, false) => style("!").yellow().bold().to_string(),
+                (Level::Problem, false) => style("✗").red().bold().to_string(),
+                (Level::Ok, true) => "ok".into(),
+                (Level::Warning, true) => "!!".into(),
+                (Level::Problem, true) => "xx".into(),
+            };
+            let _ = writeln!(out, "  {marker} {}", f.message);
+            if let Some(hint) = &f.hint {
+                let _ = writeln!(out, "    {}", style(format!("hint: {hint}")).dim());
+            }
+        }
+    }
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if view.ready {
+            style(format!(
+                "Ready for a rollback: no problems, {}.",
+                plural(view.warnings, "warning")
+            ))
+            .green()
+            .bold()
+        } else {
+            style(format!(
+                "Not ready: {} would stop a rollback ({}); exit code 8.",
+                plural(view.problems, "problem"),
+                plural(view.warnings, "warning")
+            ))
+            .red()
+            .bold()
+        }
+    );
     out
 }
 
@@ -632,6 +862,50 @@ pub(crate) fn version_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diff_accounts_for_every_variable_it_does_not_set() {
+        use crate::model::mapping::Skipped;
+        let unset = |name: &str, reason: &str| Skipped {
+            name: name.into(),
+            reason: reason.into(),
+        };
+        let endpoint = || Endpoint {
+            version_id: "v".into(),
+            serial: 1,
+            current: false,
+        };
+        let view = DiffView {
+            from: endpoint(),
+            to: endpoint(),
+            outputs: vec![],
+            resources: ResourceChanges::default(),
+            variables: vec![],
+            skipped_variables: vec!["db_password: output db_password is sensitive".into()],
+            unset_variables: vec![
+                unset("db_password", "output db_password is sensitive"),
+                unset("fail_on_slot", "nothing"),
+                unset("region", "the mapping `x.region` names nothing"),
+                unset("slow_seconds", "nothing"),
+            ],
+            skipped_versions: vec![],
+            location: "s3://b/k".into(),
+        };
+        let text = console::strip_ansi_codes(&render_diff(&view)).into_owned();
+        assert!(
+            text.contains("  not set: db_password: output db_password is sensitive\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  left as they are: fail_on_slot, slow_seconds (nothing)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  left as they are: region (the mapping `x.region` names nothing)\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("db_password").count(), 2, "{text}");
+    }
 
     #[test]
     fn sizes_and_times_read_well() {

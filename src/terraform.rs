@@ -709,23 +709,8 @@ pub(crate) fn var_args(
     args
 }
 
-/// Whether version `a` is newer than `b` (`1.11.4` > `1.9.8`); pre-release suffixes are ignored.
-pub(crate) fn is_newer(a: &str, b: &str) -> bool {
-    fn parts(v: &str) -> Vec<u64> {
-        v.trim_start_matches('v')
-            .split(['-', '+'])
-            .next()
-            .unwrap_or("")
-            .split('.')
-            .map(|p| p.parse().unwrap_or(0))
-            .collect()
-    }
-    let (mut a, mut b) = (parts(a), parts(b));
-    let len = a.len().max(b.len());
-    a.resize(len, 0);
-    b.resize(len, 0);
-    a > b
-}
+/// Whether version `a` is newer than `b`: the rule lives with the state model.
+pub(crate) use crate::model::state::is_newer;
 
 #[cfg(test)]
 mod tests {
@@ -788,15 +773,6 @@ mod tests {
         assert_eq!(unwrap_setup_terraform(wrapper.clone(), None), wrapper);
         let elsewhere = Some(std::ffi::OsString::from("/nonexistent"));
         assert_eq!(unwrap_setup_terraform(wrapper.clone(), elsewhere), wrapper);
-    }
-
-    #[test]
-    fn compares_versions_numerically() {
-        assert!(is_newer("1.11.4", "1.9.8"));
-        assert!(is_newer("1.12.0-beta1", "1.11.4"));
-        assert!(!is_newer("1.11.4", "1.11.4"));
-        assert!(!is_newer("1.5", "1.5.0"));
-        assert!(!is_newer("0.15.5", "1.0.0"));
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub(crate) async fn run(ctx: &Context, args: &DiffArgs) -> Result<Exit, Error> {
             .iter()
             .map(|s| format!("{}: {}", s.name, s.reason))
             .collect(),
+        unset_variables: mapping.unset(),
         location,
     };
     ctx.emit(&view, render_diff)

@@ -13,6 +13,7 @@ use crate::store::{Store, StoreOptions};
 
 pub(crate) mod audit;
 pub(crate) mod diff;
+pub(crate) mod doctor;
 pub(crate) mod guard;
 pub(crate) mod history;
 pub(crate) mod list;
@@ -122,6 +123,7 @@ pub(crate) async fn run(ctx: &Context, command: &Command) -> Result<Outcome, Err
         Command::To(args) => to::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
         Command::Recover(args) => recover::run(ctx, args).await,
+        Command::Doctor(args) => done(doctor::run(ctx, args).await),
         Command::Completions(_) | Command::Man => {
             unreachable!("completions and man are answered before settings are resolved")
         }

@@ -89,6 +89,7 @@ async fn restore(
             resources: changes.resources,
             variables: vec![],
             skipped_variables: vec![],
+            unset_variables: vec![],
             skipped_versions: vec![],
             location: location.clone(),
         };

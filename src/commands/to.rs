@@ -18,7 +18,7 @@ use crate::commands::{Context, Outcome};
 use crate::error::{Error, Exit, Refusal};
 use crate::model::check::{Redactor, Verdict};
 use crate::model::diff::Orphan;
-use crate::model::mapping::{self, Mapping, MappingOptions, Source};
+use crate::model::mapping::{self, Mapping, MappingOptions, Skipped, Source};
 use crate::model::redact;
 use crate::model::selector::{ObjectVersion, VersionId, VersionRef};
 use crate::model::state::{Output, output_summaries};
@@ -186,6 +186,7 @@ struct Ended {
     orphans: Vec<Orphan>,
     error: Option<String>,
     variables: Vec<VariableChange>,
+    unset: Vec<Skipped>,
     var_file: Option<String>,
     /// Once the state may have changed, a journal write that failed: the operation then ends
     /// with its lock held, for `recover`, whatever else happened.
@@ -223,6 +224,7 @@ impl Rollback<'_> {
             orphans: vec![],
             error: None,
             variables,
+            unset: self.prepared.mapping.unset(),
             var_file: Some(var_file.display().to_string()),
             journal_failure: None,
         };
@@ -662,6 +664,7 @@ async fn finish(
     report.verified = ended.verified;
     report.orphans = ended.orphans;
     report.variables = ended.variables;
+    report.unset_variables = ended.unset;
     report.error = ended.error;
     report.checks = checks;
     report.next = next;
@@ -721,14 +724,14 @@ async fn preflight(
         target.version_id.as_str(),
     )?;
     if args.only_slot {
-        let slot = mapping
-            .slot()
-            .cloned()
-            .ok_or_else(|| Refusal::NoSlotValue {
+        if mapping.slot().is_none() {
+            return Err(Refusal::NoSlotValue {
                 version: target.version_id.clone(),
                 variable: mapping.slot_variable.clone(),
-            })?;
-        mapping.variables = vec![slot];
+            }
+            .into());
+        }
+        mapping.only_slot();
     }
     if mapping.variables.is_empty() {
         return Err(Refusal::NothingMapped {

@@ -138,6 +138,10 @@ pub(crate) struct ToolConfig {
     /// `"OUTPUT.PATH" = "VARIABLE"`.
     #[serde(default)]
     pub(crate) map: BTreeMap<String, String>,
+    /// Object outputs whose keys record input variables, besides those the mapping rules
+    /// recognise by themselves (docs/mapping.md).
+    #[serde(default)]
+    pub(crate) config_outputs: Vec<String>,
 }
 
 /// What tfrollback reads of the working directory's configuration.
@@ -316,6 +320,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.slot_variable.as_deref(), Some("deployment_slot"));
         assert_eq!(c.map["current_config.active_slot"], "deployment_slot");
+        assert!(c.config_outputs.is_empty());
+        let named = parse_tool_config(
+            "tfrollback.hcl",
+            "config_outputs = [\"release\", \"deploy_inputs\"]\n",
+        )
+        .unwrap();
+        assert_eq!(named.config_outputs, ["release", "deploy_inputs"]);
         assert!(parse_tool_config("tfrollback.hcl", "slot_varible = \"x\"\n").is_err());
         assert!(parse_variables("bad.tf", "variable \"x\" {").is_err());
     }

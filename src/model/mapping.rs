@@ -1,9 +1,11 @@
 //! From recorded outputs to rollback input variables. Terraform keeps no input variables in
 //! state, so the outputs a version recorded are the only record of them: an output named like
-//! the variable, a key of an object output, or an explicit `--map` / `tfrollback.hcl` mapping.
+//! the variable, a key of a *config output* (an object output that records inputs, see
+//! [`config_outputs`]), or an explicit `--map` / `tfrollback.hcl` mapping. Every declared
+//! variable a rollback does not set is accounted for, with the reason.
 //! Pure: the caller supplies the configuration and both versions' outputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -13,6 +15,16 @@ use crate::model::state::Output;
 
 /// Names a variable is commonly given when it selects the live blue/green slot.
 const SLOT_NAMES: [&str; 4] = ["active_slot", "deployment_slot", "live_slot", "slot"];
+
+/// The name docs/mapping.md gives the object output that records a configuration's inputs.
+pub(crate) const CONFIG_OUTPUT: &str = "current_config";
+
+/// The variables tfrollback sets itself when the configuration declares them.
+const GENERATED: [&str; 3] = [
+    "rollback_enabled",
+    "rollback_version_id",
+    "rollback_strategy",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum MappingError {
@@ -84,8 +96,8 @@ pub(crate) struct RollbackVariable {
     pub(crate) sensitive: bool,
 }
 
-/// A variable the target recorded but that will not be set, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A declared variable a rollback will not set, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Skipped {
     pub(crate) name: String,
     pub(crate) reason: String,
@@ -95,7 +107,11 @@ pub(crate) struct Skipped {
 pub(crate) struct Mapping {
     pub(crate) slot_variable: Option<String>,
     pub(crate) variables: Vec<RollbackVariable>,
+    /// Variables the target recorded but that will not be set (sensitive ones).
     pub(crate) skipped: Vec<Skipped>,
+    /// Declared variables the target recorded no value for: a rollback leaves them as they
+    /// are (whatever the configuration, var files and `--var` give them).
+    pub(crate) unrecorded: Vec<Skipped>,
 }
 
 impl Mapping {
@@ -111,6 +127,31 @@ impl Mapping {
             .iter()
             .map(|v| (v.name.clone(), v.rollback.clone()))
             .collect()
+    }
+
+    /// Every declared variable a rollback does not set (withheld or not recorded), by name.
+    pub(crate) fn unset(&self) -> Vec<Skipped> {
+        let mut all: Vec<Skipped> = self
+            .skipped
+            .iter()
+            .chain(&self.unrecorded)
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Keeps only the slot variable (`--only-slot`); the others join the unset ones.
+    pub(crate) fn only_slot(&mut self) {
+        let slot = self.slot_variable.clone();
+        let (kept, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut self.variables)
+            .into_iter()
+            .partition(|v| Some(&v.name) == slot.as_ref());
+        self.variables = kept;
+        self.unrecorded.extend(dropped.into_iter().map(|v| Skipped {
+            name: v.name,
+            reason: "--only-slot sets the slot variable alone".into(),
+        }));
     }
 }
 
@@ -137,17 +178,29 @@ pub(crate) fn map_variables(
         slot_variable: slot_variable.clone(),
         ..Mapping::default()
     };
+    let objects = config_outputs(config, slot_variable.as_deref(), target);
     for (name, var) in &config.variables {
-        let path = match explicit.get(name) {
+        let explicit_path = explicit.get(name);
+        let path = match explicit_path {
             Some(path) => Some(path.clone()),
-            None => implicit_path(name, target).or_else(|| {
+            None => implicit_path(name, target, &objects).or_else(|| {
                 (slot_variable.as_deref() == Some(name.as_str()))
-                    .then(|| slot_fallback_path(var, target))
+                    .then(|| slot_fallback_path(var, target, &objects))
                     .flatten()
             }),
         };
-        let Some(path) = path else { continue };
+        let Some(path) = path else {
+            mapping.unrecorded.push(Skipped {
+                name: name.clone(),
+                reason: unrecorded_reason(name),
+            });
+            continue;
+        };
         let Some((value, sensitive)) = lookup(target, &path) else {
+            mapping.unrecorded.push(Skipped {
+                name: name.clone(),
+                reason: format!("the mapping `{path}` names nothing this version recorded"),
+            });
             continue;
         };
         if sensitive && !options.include_sensitive {
@@ -211,7 +264,97 @@ pub(crate) fn map_variables(
             sensitive: false,
         });
     }
+    let set: BTreeSet<&str> = mapping.variables.iter().map(|v| v.name.as_str()).collect();
+    let unrecorded = std::mem::take(&mut mapping.unrecorded);
+    mapping.unrecorded = unrecorded
+        .into_iter()
+        .filter(|u| !set.contains(u.name.as_str()))
+        .collect();
     Ok(mapping)
+}
+
+/// Why nothing was found for `name`.
+fn unrecorded_reason(name: &str) -> String {
+    match name {
+        "rollback_strategy" => {
+            "tfrollback sets it only when the rollback involves a blue/green slot its validation allows".into()
+        }
+        n if GENERATED.contains(&n) => {
+            "tfrollback sets it only when its type (and validation) accept the value".into()
+        }
+        _ => "no output or config output key has that name".into(),
+    }
+}
+
+/// The object outputs whose keys stand for variables of the same name (*config outputs*),
+/// a precise rule so that an object that merely has a key like a variable (an
+/// `output "vpc" { value = aws_vpc.main }` and `var.tags`) never feeds it:
+///
+/// 1. the outputs `tfrollback.hcl` lists in `config_outputs`;
+/// 2. the output named `current_config`, the pattern docs/mapping.md documents;
+/// 3. an object output every key of which names a declared variable, or is a slot name
+///    (`active_slot`, `deployment_slot`, `live_slot`, `slot`) while the configuration has a
+///    slot variable: an object that echoes inputs and nothing else.
+///
+/// Sensitive outputs qualify like the others (their values are withheld later); an empty
+/// object never does. `--map OUTPUT.PATH=VARIABLE` reaches into any output.
+pub(crate) fn config_outputs(
+    config: &Configuration,
+    slot_variable: Option<&str>,
+    outputs: &BTreeMap<String, Output>,
+) -> BTreeSet<String> {
+    outputs
+        .iter()
+        .filter(|(name, output)| match output.value.as_object() {
+            Some(object) if !object.is_empty() => {
+                config.tool.config_outputs.contains(*name)
+                    || name.as_str() == CONFIG_OUTPUT
+                    || object.keys().all(|k| {
+                        config.variables.contains_key(k)
+                            || (slot_variable.is_some() && SLOT_NAMES.contains(&k.as_str()))
+                    })
+            }
+            _ => false,
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// An object output that is not a config output but has keys named like declared variables:
+/// the keys it does not feed, and the keys that keep it from counting as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct IgnoredObject {
+    pub(crate) output: String,
+    /// Keys named like a declared variable that this output does not feed.
+    pub(crate) variable_keys: Vec<String>,
+    /// Keys that name no declared variable.
+    pub(crate) other_keys: Vec<String>,
+}
+
+/// The object outputs with keys named like declared variables that the mapping leaves alone
+/// (see [`config_outputs`]): what `doctor` explains.
+pub(crate) fn ignored_objects(
+    config: &Configuration,
+    slot_variable: Option<&str>,
+    outputs: &BTreeMap<String, Output>,
+) -> Vec<IgnoredObject> {
+    let eligible = config_outputs(config, slot_variable, outputs);
+    outputs
+        .iter()
+        .filter(|(name, _)| !eligible.contains(*name))
+        .filter_map(|(name, output)| {
+            let object = output.value.as_object()?;
+            let (variable_keys, other_keys): (Vec<String>, Vec<String>) = object
+                .keys()
+                .cloned()
+                .partition(|k| config.variables.contains_key(k));
+            (!variable_keys.is_empty()).then(|| IgnoredObject {
+                output: name.clone(),
+                variable_keys,
+                other_keys,
+            })
+        })
+        .collect()
 }
 
 /// Which declared variable selects the blue/green slot, if any.
@@ -291,10 +434,12 @@ pub(crate) fn find_slot(
 fn slot_fallback_path(
     variable: &crate::model::config::Variable,
     outputs: &BTreeMap<String, Output>,
+    objects: &BTreeSet<String>,
 ) -> Option<String> {
+    // Keys of objects that are not config outputs are not looked at, as for other variables.
     let visible: BTreeMap<String, Value> = outputs
         .iter()
-        .filter(|(_, o)| !o.sensitive)
+        .filter(|(n, o)| !o.sensitive && (!o.value.is_object() || objects.contains(*n)))
         .map(|(n, o)| (n.clone(), o.value.clone()))
         .collect();
     let (path, value) = find_slot(&visible, Some(&variable.name))?;
@@ -334,13 +479,18 @@ fn explicit_maps(
     Ok(maps)
 }
 
-/// An output named like the variable, else the first object output (by name) with such a key.
-fn implicit_path(variable: &str, outputs: &BTreeMap<String, Output>) -> Option<String> {
+/// An output named like the variable, else the first config output (by name) with such a key.
+fn implicit_path(
+    variable: &str,
+    outputs: &BTreeMap<String, Output>,
+    objects: &BTreeSet<String>,
+) -> Option<String> {
     if outputs.contains_key(variable) {
         return Some(variable.to_string());
     }
     outputs
         .iter()
+        .filter(|(name, _)| objects.contains(*name))
         .find(|(_, o)| {
             o.value
                 .as_object()
@@ -593,6 +743,197 @@ mod tests {
             map_variables(&cfg, &opts, &bad_slot, &bad_slot, "v"),
             Err(MappingError::BadMap { .. })
         ));
+    }
+
+    fn vpc_and_tags() -> (Configuration, BTreeMap<String, Output>) {
+        let cfg = config(vec![
+            var("tags", VarType::Map(Box::new(VarType::String)), None),
+            var("app_version", VarType::String, None),
+        ]);
+        let outs = outputs(&[
+            (
+                "vpc",
+                json!({"id": "vpc-1", "cidr_block": "10.0.0.0/16", "tags": {"team": "core"}}),
+                false,
+            ),
+            ("app_version", json!("v3"), false),
+        ]);
+        (cfg, outs)
+    }
+
+    #[test]
+    fn an_unrelated_object_output_never_feeds_a_variable() {
+        let (cfg, outs) = vpc_and_tags();
+        let m = map_variables(&cfg, &MappingOptions::default(), &outs, &outs, "v").unwrap();
+        assert_eq!(m.tfvars().keys().collect::<Vec<_>>(), ["app_version"]);
+        assert_eq!(m.unrecorded.len(), 1);
+        assert_eq!(m.unrecorded[0].name, "tags");
+        assert!(
+            m.unrecorded[0]
+                .reason
+                .contains("no output or config output key has that name"),
+            "{:?}",
+            m.unrecorded
+        );
+        assert_eq!(
+            ignored_objects(&cfg, None, &outs),
+            [IgnoredObject {
+                output: "vpc".into(),
+                variable_keys: vec!["tags".into()],
+                other_keys: vec!["cidr_block".into(), "id".into()],
+            }]
+        );
+
+        // Named in tfrollback.hcl, its keys count; so does an explicit --map.
+        let mut named = cfg.clone();
+        named.tool.config_outputs = vec!["vpc".into()];
+        let m = map_variables(&named, &MappingOptions::default(), &outs, &outs, "v").unwrap();
+        assert_eq!(m.tfvars()["tags"], json!({"team": "core"}));
+        assert!(m.unrecorded.is_empty());
+        assert!(ignored_objects(&named, None, &outs).is_empty());
+        let flag = MappingOptions {
+            maps: vec!["vpc.tags=tags".into()],
+            ..Default::default()
+        };
+        let m = map_variables(&cfg, &flag, &outs, &outs, "v").unwrap();
+        assert_eq!(
+            m.variables
+                .iter()
+                .find(|v| v.name == "tags")
+                .unwrap()
+                .source,
+            Source::Output("vpc.tags".into())
+        );
+    }
+
+    #[test]
+    fn an_object_of_inputs_only_is_a_config_output_whatever_its_name() {
+        let cfg = config(vec![
+            var("deployment_slot", VarType::String, Some(BG)),
+            var("app_version", VarType::String, None),
+            var("app_instance_count", VarType::Number, None),
+        ]);
+        // Every key names a variable, or is a slot name standing for the slot variable.
+        let release = outputs(&[(
+            "release",
+            json!({"active_slot": "green", "app_version": "v2", "app_instance_count": 3}),
+            false,
+        )]);
+        let m = map_variables(&cfg, &MappingOptions::default(), &release, &release, "v").unwrap();
+        let values = m.tfvars();
+        assert_eq!(values["app_version"], json!("v2"));
+        assert_eq!(values["app_instance_count"], json!(3));
+        assert_eq!(values["deployment_slot"], json!("green"));
+
+        // One key that is no input, and the object is left alone...
+        let mixed = outputs(&[(
+            "release",
+            json!({"app_version": "v2", "url": "https://x"}),
+            false,
+        )]);
+        let m = map_variables(&cfg, &MappingOptions::default(), &mixed, &mixed, "v").unwrap();
+        assert!(m.variables.is_empty(), "{:?}", m.variables);
+        // ...unless it is `current_config`, the documented pattern.
+        let named = outputs(&[(
+            CONFIG_OUTPUT,
+            json!({"app_version": "v2", "url": "https://x"}),
+            false,
+        )]);
+        let m = map_variables(&cfg, &MappingOptions::default(), &named, &named, "v").unwrap();
+        assert_eq!(m.tfvars()["app_version"], json!("v2"));
+
+        // A slot name counts as an input only when there is a slot variable.
+        let no_slot = config(vec![var("app_version", VarType::String, None)]);
+        let with_slot_key = outputs(&[(
+            "release",
+            json!({"slot": "blue", "app_version": "v2"}),
+            false,
+        )]);
+        assert!(config_outputs(&no_slot, None, &with_slot_key).is_empty());
+        assert_eq!(
+            config_outputs(&cfg, Some("deployment_slot"), &with_slot_key),
+            BTreeSet::from(["release".to_string()])
+        );
+        // An empty object is nobody's config output.
+        let empty = outputs(&[("nothing", json!({}), false)]);
+        assert!(config_outputs(&cfg, Some("deployment_slot"), &empty).is_empty());
+    }
+
+    #[test]
+    fn the_slot_is_not_taken_from_an_unrelated_object() {
+        let cfg = config(vec![var("deployment_slot", VarType::String, Some(BG))]);
+        let lb = outputs(&[(
+            "load_balancer",
+            json!({"arn": "arn:aws:elb:x", "active_slot": "blue"}),
+            false,
+        )]);
+        let m = map_variables(&cfg, &MappingOptions::default(), &lb, &lb, "v").unwrap();
+        assert!(m.slot().is_none());
+        assert_eq!(m.unrecorded[0].name, "deployment_slot");
+    }
+
+    #[test]
+    fn every_declared_variable_not_set_is_accounted_for() {
+        let cfg = config(vec![
+            var("active_slot", VarType::String, Some(BG)),
+            var("db_password", VarType::String, None),
+            var("fail_on_slot", VarType::String, None),
+            var("region", VarType::String, None),
+            var("rollback_version_id", VarType::String, None),
+            var("rollback_strategy", VarType::String, None),
+        ]);
+        let target = outputs(&[
+            ("db_password", json!("hunter2"), true),
+            ("region_name", json!("eu-west-1"), false),
+        ]);
+        let opts = MappingOptions {
+            maps: vec!["settings.region=region".into()],
+            ..Default::default()
+        };
+        let m = map_variables(&cfg, &opts, &BTreeMap::new(), &target, "vid").unwrap();
+        // rollback_version_id is set by tfrollback; nothing else is.
+        assert_eq!(
+            m.tfvars().keys().collect::<Vec<_>>(),
+            ["rollback_version_id"]
+        );
+        let unset: BTreeMap<String, String> =
+            m.unset().into_iter().map(|s| (s.name, s.reason)).collect();
+        assert_eq!(
+            unset.keys().collect::<Vec<_>>(),
+            [
+                "active_slot",
+                "db_password",
+                "fail_on_slot",
+                "region",
+                "rollback_strategy"
+            ]
+        );
+        assert!(unset["db_password"].contains("sensitive"));
+        assert!(unset["region"].contains("`settings.region` names nothing"));
+        assert!(unset["rollback_strategy"].contains("blue/green"));
+        assert!(unset["fail_on_slot"].contains("no output or config output key has that name"));
+    }
+
+    #[test]
+    fn only_slot_leaves_the_other_variables_unset() {
+        let cfg = config(vec![
+            var("active_slot", VarType::String, Some(BG)),
+            var("green_version", VarType::String, None),
+        ]);
+        let target = outputs(&[
+            ("active_slot", json!("blue"), false),
+            ("green_version", json!("v1"), false),
+        ]);
+        let mut m = map_variables(&cfg, &MappingOptions::default(), &target, &target, "v").unwrap();
+        m.only_slot();
+        assert_eq!(m.tfvars().keys().collect::<Vec<_>>(), ["active_slot"]);
+        assert_eq!(
+            m.unset(),
+            [Skipped {
+                name: "green_version".into(),
+                reason: "--only-slot sets the slot variable alone".into()
+            }]
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub(crate) mod config;
 pub(crate) mod diff;
 pub(crate) mod hclx;
 pub(crate) mod identity;
+pub(crate) mod lifecycle;
 pub(crate) mod mapping;
+pub(crate) mod readiness;
 pub(crate) mod selector;
 pub(crate) mod state;
 

@@ -687,11 +687,38 @@ pub(crate) fn short_lineage(lineage: &str) -> &str {
     lineage.get(..8).unwrap_or(lineage)
 }
 
+/// Whether version `a` is newer than `b` (`1.11.4` > `1.9.8`); pre-release suffixes are ignored.
+pub(crate) fn is_newer(a: &str, b: &str) -> bool {
+    fn parts(v: &str) -> Vec<u64> {
+        v.trim_start_matches('v')
+            .split(['-', '+'])
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    }
+    let (mut a, mut b) = (parts(a), parts(b));
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    a > b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn compares_versions_numerically() {
+        assert!(is_newer("1.11.4", "1.9.8"));
+        assert!(is_newer("1.12.0-beta1", "1.11.4"));
+        assert!(!is_newer("1.11.4", "1.11.4"));
+        assert!(!is_newer("1.5", "1.5.0"));
+        assert!(!is_newer("0.15.5", "1.0.0"));
+    }
 
     fn sample() -> String {
         serde_json::to_string_pretty(&sample_value()).unwrap()

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::model::check::Observation;
 use crate::model::diff::Orphan;
+use crate::model::mapping::Skipped;
 use crate::model::selector::{VersionId, VersionRef};
 use crate::store::journal::{Journal, Step, StepRecord, StepStatus};
 
@@ -96,6 +97,9 @@ pub(crate) struct Report {
     pub(crate) verified: bool,
     pub(crate) orphans: Vec<Orphan>,
     pub(crate) variables: Vec<VariableChange>,
+    /// Declared variables the rollback does not set, and why: they keep whatever the
+    /// configuration, var files and `--var` give them.
+    pub(crate) unset_variables: Vec<Skipped>,
     pub(crate) steps: Vec<StepView>,
     /// The health checks `to --check` ran after the verify step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -144,6 +148,7 @@ impl Report {
             verified: false,
             orphans: vec![],
             variables: vec![],
+            unset_variables: vec![],
             steps: journal.steps.iter().map(StepView::from).collect(),
             checks: vec![],
             error: None,
@@ -172,6 +177,18 @@ impl Report {
         }
         if let Some(f) = &self.var_file {
             let _ = writeln!(out, "  var file     {f}");
+        }
+        if !self.unset_variables.is_empty() {
+            let names: Vec<&str> = self
+                .unset_variables
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  not set      {} (they keep what the configuration, var files and --var give them)",
+                names.join(", ")
+            );
         }
         if matches!(self.status, Status::RolledBack) {
             let _ = writeln!(
@@ -270,6 +287,15 @@ impl Report {
                 let _ = writeln!(md, "| `{}` | {before} | `{}` |", v.name, v.rollback);
             }
         }
+        if !self.unset_variables.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n### Variables left as they are\n\n| variable | why |\n|---|---|"
+            );
+            for u in &self.unset_variables {
+                let _ = writeln!(md, "| `{}` | {} |", u.name, u.reason.replace('|', "\\|"));
+            }
+        }
         let _ = writeln!(
             md,
             "\n### Steps\n\n| step | status | duration |\n|---|---|---|"
@@ -337,6 +363,7 @@ impl Report {
             verified: false,
             orphans: vec![],
             variables: vec![],
+            unset_variables: vec![],
             steps: vec![],
             checks: vec![],
             error: None,

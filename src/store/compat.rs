@@ -48,6 +48,7 @@ pub(crate) const ROOT_FIXES: &[RootFix] = &[RootFix {
 pub(crate) fn aws_root(operation: &str) -> Option<&'static str> {
     Some(match operation {
         "GetBucketVersioning" => "VersioningConfiguration",
+        "GetBucketLifecycleConfiguration" => "LifecycleConfiguration",
         "GetObjectTagging" => "Tagging",
         "ListObjectVersions" => "ListVersionsResult",
         "ListObjectsV2" => "ListBucketResult",

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 use serde::{Deserialize, Serialize};
 
 use crate::model::backend::Backend;
+use crate::model::readiness::TableShape;
 use crate::store::s3::{Condition, S3Error, StateStore};
 
 /// Terraform's lock info, field for field (`statemgr.LockInfo`).
@@ -75,6 +76,11 @@ pub(crate) enum LockError {
     NoTable { table: String },
     #[error("interrupted while waiting for the state lock; nothing was changed")]
     Interrupted,
+    #[error("access denied: DynamoDB {operation} on table {table}")]
+    Denied {
+        operation: &'static str,
+        table: String,
+    },
     #[error("DynamoDB {operation} on table {table} failed: {detail}")]
     Dynamo {
         operation: &'static str,
@@ -93,8 +99,20 @@ impl LockError {
             LockError::Interrupted => "run the command again when the lock is free (`tfrollback status` shows who holds it)".into(),
             LockError::NoTable { .. } => "check dynamodb_table in the backend configuration and the region".into(),
             LockError::Dynamo { .. } => "check DynamoDB access (dynamodb:GetItem, PutItem, DeleteItem on the lock table) and the endpoint; nothing was changed".into(),
+            LockError::Denied { operation, .. } => format!("the AWS identity in use needs dynamodb:{operation} on the lock table (docs/iam.md); nothing was changed"),
             LockError::S3(e) => return e.hint(),
         })
+    }
+}
+
+impl LockError {
+    /// The IAM action a denied request needs (`dynamodb:PutItem`), when this is a denial.
+    pub(crate) fn denied_action(&self) -> Option<String> {
+        match self {
+            LockError::Denied { operation, .. } => Some(format!("dynamodb:{operation}")),
+            LockError::S3(e) => e.denied_action(),
+            _ => None,
+        }
     }
 }
 
@@ -105,6 +123,10 @@ where
 {
     match err.code() {
         Some("ResourceNotFoundException") => LockError::NoTable {
+            table: table.to_string(),
+        },
+        Some("AccessDeniedException") => LockError::Denied {
+            operation,
             table: table.to_string(),
         },
         _ => LockError::Dynamo {
@@ -185,6 +207,125 @@ impl LockTable {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(dynamo_error(e, "DeleteItem", &self.table)),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.table
+    }
+
+    /// The table's key schema and status (DescribeTable); None when it does not exist.
+    pub(crate) async fn describe(&self) -> Result<Option<TableShape>, LockError> {
+        let out = match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                return match dynamo_error(e, "DescribeTable", &self.table) {
+                    LockError::NoTable { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let Some(table) = out.table() else {
+            return Ok(None);
+        };
+        let key = |kind: KeyType| {
+            table
+                .key_schema()
+                .iter()
+                .find(|k| *k.key_type() == kind)
+                .map(|k| k.attribute_name().to_string())
+        };
+        let hash_key = key(KeyType::Hash).map(|name| {
+            let ty = table
+                .attribute_definitions()
+                .iter()
+                .find(|a| a.attribute_name() == name)
+                .map(|a| a.attribute_type().as_str().to_string())
+                .unwrap_or_default();
+            (name, ty)
+        });
+        Ok(Some(TableShape {
+            hash_key,
+            range_key: key(KeyType::Range),
+            status: table
+                .table_status()
+                .map_or_else(|| "UNKNOWN".into(), |s| s.as_str().to_string()),
+        }))
+    }
+
+    /// The digest terraform recorded for the state at `bucket/key`, if any.
+    pub(crate) async fn digest(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<String>, LockError> {
+        self.get(&format!("{bucket}/{key}-md5"), "Digest").await
+    }
+
+    /// Whether this identity may write the table, found out without changing it: a DeleteItem
+    /// and a PutItem of the state's digest item, each conditional on an expression that cannot
+    /// hold. DynamoDB authorizes a request before it reads the item to evaluate a condition, so
+    /// `ConditionalCheckFailedException` proves the write is allowed and
+    /// `AccessDeniedException` that it is not.
+    ///
+    /// Should a server ignore the condition, nothing may change either: the PutItem is sent
+    /// only when the item exists (`stored`, its digest), carrying it unchanged, and a DeleteItem
+    /// let through is undone by putting the item back. Returns whether PutItem was probed too,
+    /// and what the server did if it ignored a condition.
+    pub(crate) async fn probe_write(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored: Option<&str>,
+    ) -> Result<(bool, Option<String>), LockError> {
+        const NEVER: &str = "attribute_exists(LockID) AND attribute_not_exists(LockID)";
+        let id = format!("{bucket}/{key}-md5");
+        let put_back = |digest: &str| {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("LockID", AttributeValue::S(id.clone()))
+                .item("Digest", AttributeValue::S(digest.to_string()))
+        };
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("LockID", AttributeValue::S(id.clone()))
+            .condition_expression(NEVER)
+            .send()
+            .await;
+        match delete {
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
+            Err(e) => return Err(dynamo_error(e, "DeleteItem", &self.table)),
+            Ok(_) => {
+                if let Some(digest) = stored {
+                    put_back(digest)
+                        .send()
+                        .await
+                        .map_err(|e| dynamo_error(e, "PutItem", &self.table))?;
+                }
+                return Ok((
+                    false,
+                    Some(format!(
+                        "a deletion of the digest item {id} (put back as it was)"
+                    )),
+                ));
+            }
+        }
+        let Some(digest) = stored else {
+            return Ok((false, None));
+        };
+        match put_back(digest).condition_expression(NEVER).send().await {
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok((true, None)),
+            Err(e) => Err(dynamo_error(e, "PutItem", &self.table)),
+            Ok(_) => Ok((true, Some(format!("the digest item {id}, unchanged")))),
         }
     }
 

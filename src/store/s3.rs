@@ -13,6 +13,8 @@ use aws_sdk_s3::types::BucketVersioningStatus;
 use md5::{Digest, Md5};
 
 use crate::model::backend::{Backend, Encryption};
+use crate::model::lifecycle::{Filter, Rule};
+use crate::model::readiness::Versioning;
 use crate::model::selector::{ObjectVersion, VersionId};
 use crate::store::compat::{self, Problem};
 
@@ -123,12 +125,25 @@ impl S3Error {
     }
 }
 
+impl S3Error {
+    /// The IAM action a denied request needs (`s3:PutObject`), when this is a denial.
+    pub(crate) fn denied_action(&self) -> Option<String> {
+        match self {
+            S3Error::AccessDenied { operation, .. } => {
+                Some(format!("s3:{}", iam_action(operation)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The IAM action behind an operation name, for hints.
 fn iam_action(operation: &str) -> &str {
     match operation {
         "ListObjectVersions" => "ListBucketVersions",
         "GetObject" => "GetObjectVersion",
         "GetBucketVersioning" => "GetBucketVersioning",
+        "GetBucketLifecycleConfiguration" => "GetLifecycleConfiguration",
         "PutObject" | "CopyObject" => "PutObject",
         other => other,
     }
@@ -636,8 +651,8 @@ impl StateStore {
         Ok(())
     }
 
-    /// Fails unless versioning is enabled: without it there is nothing to roll back to.
-    pub(crate) async fn check_versioning(&self) -> Result<(), S3Error> {
+    /// The bucket's versioning status (GetBucketVersioning).
+    pub(crate) async fn versioning(&self) -> Result<Versioning, S3Error> {
         let out = self
             .client
             .get_bucket_versioning()
@@ -645,14 +660,59 @@ impl StateStore {
             .send()
             .await
             .map_err(|e| classify(e, "GetBucketVersioning", format!("s3://{}", self.bucket)))?;
-        match out.status() {
-            Some(BucketVersioningStatus::Enabled) => Ok(()),
-            Some(BucketVersioningStatus::Suspended) => Err(S3Error::VersioningSuspended {
+        Ok(match out.status() {
+            Some(BucketVersioningStatus::Enabled) => Versioning::Enabled,
+            Some(BucketVersioningStatus::Suspended) => Versioning::Suspended,
+            _ => Versioning::Off,
+        })
+    }
+
+    /// Fails unless versioning is enabled: without it there is nothing to roll back to.
+    pub(crate) async fn check_versioning(&self) -> Result<(), S3Error> {
+        match self.versioning().await? {
+            Versioning::Enabled => Ok(()),
+            Versioning::Suspended => Err(S3Error::VersioningSuspended {
                 bucket: self.bucket.clone(),
             }),
-            _ => Err(S3Error::VersioningDisabled {
+            Versioning::Off => Err(S3Error::VersioningDisabled {
                 bucket: self.bucket.clone(),
             }),
+        }
+    }
+
+    /// The bucket's lifecycle rules (GetBucketLifecycleConfiguration); none when the bucket has
+    /// no lifecycle configuration (`NoSuchLifecycleConfiguration`).
+    pub(crate) async fn lifecycle_rules(&self) -> Result<Vec<Rule>, S3Error> {
+        let target = format!("s3://{}", self.bucket);
+        match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.rules().iter().map(lifecycle_rule).collect()),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Ok(vec![]),
+            Err(e) => Err(classify(e, "GetBucketLifecycleConfiguration", target)),
+        }
+    }
+
+    /// Whether this identity may write the state, found out without writing it: a PutObject of
+    /// `body` (the current version's exact bytes) conditional on an ETag no object can have.
+    /// S3 authorizes a request before it evaluates its preconditions (RFC 9110 section 13.2.1:
+    /// failures come first), so `PreconditionFailed` proves the write is allowed and
+    /// `AccessDenied` that it is not. `Ok(None)`: refused on its condition, nothing written.
+    /// `Ok(Some(..))`: the server ignored the condition and wrote `body` as a new version,
+    /// which holds the current state's bytes unchanged.
+    pub(crate) async fn probe_write(&self, body: Vec<u8>) -> Result<Option<Written>, S3Error> {
+        let key = self.key.clone();
+        match self
+            .put(&key, body, &Condition::Matches(NO_SUCH_ETAG.to_string()))
+            .await
+        {
+            Err(S3Error::PreconditionFailed { .. }) => Ok(None),
+            Ok(written) => Ok(Some(written)),
+            Err(e) => Err(e),
         }
     }
 
@@ -823,6 +883,62 @@ impl StateStore {
     async fn read_once(&self, version: &VersionId) -> Result<Vec<u8>, S3Error> {
         let body = self.open(version).await?;
         self.collect(version, body).await
+    }
+}
+
+/// An ETag no object has: S3's ETags are hex digests, this is not one.
+const NO_SUCH_ETAG: &str = "\"tfrollback-doctor-no-object-has-this-etag\"";
+
+/// A lifecycle rule as the model needs it: the filter (new `Filter`, its `And`, or the old
+/// top-level `Prefix`), the status, and the actions that can delete a version.
+fn lifecycle_rule(r: &aws_sdk_s3::types::LifecycleRule) -> Rule {
+    use aws_sdk_s3::types::ExpirationStatus;
+    let days = |d: Option<i32>| d.and_then(|d| u32::try_from(d).ok());
+    let size = |s: Option<i64>| s.and_then(|s| u64::try_from(s).ok());
+    let tag = |t: &aws_sdk_s3::types::Tag| (t.key().to_string(), t.value().to_string());
+    let filter = match r.filter() {
+        Some(f) => match f.and() {
+            Some(and) => Filter {
+                prefix: and.prefix().unwrap_or_default().to_string(),
+                tags: and.tags().iter().map(tag).collect(),
+                size_greater_than: size(and.object_size_greater_than()),
+                size_less_than: size(and.object_size_less_than()),
+            },
+            None => Filter {
+                prefix: f.prefix().unwrap_or_default().to_string(),
+                tags: f.tag().map(tag).into_iter().collect(),
+                size_greater_than: size(f.object_size_greater_than()),
+                size_less_than: size(f.object_size_less_than()),
+            },
+        },
+        // Rules written before `Filter` existed still carry a top-level `Prefix`.
+        #[allow(deprecated)]
+        None => Filter {
+            prefix: r.prefix().unwrap_or_default().to_string(),
+            ..Filter::default()
+        },
+    };
+    Rule {
+        id: r.id().map(str::to_string),
+        enabled: *r.status() == ExpirationStatus::Enabled,
+        filter,
+        expiration_days: days(
+            r.expiration()
+                .and_then(aws_sdk_s3::types::LifecycleExpiration::days),
+        ),
+        expiration_date: r
+            .expiration()
+            .and_then(|e| e.date())
+            .map(|d| timestamp(Some(d))),
+        noncurrent_days: days(
+            r.noncurrent_version_expiration()
+                .and_then(aws_sdk_s3::types::NoncurrentVersionExpiration::noncurrent_days),
+        ),
+        newer_noncurrent: days(
+            r.noncurrent_version_expiration().and_then(
+                aws_sdk_s3::types::NoncurrentVersionExpiration::newer_noncurrent_versions,
+            ),
+        ),
     }
 }
 
@@ -1036,6 +1152,74 @@ mod tests {
         );
         assert!(matches!(e, S3Error::DeleteMarker { .. }), "{e:?}");
         assert!(e.hint().unwrap().contains("tfrollback list"));
+    }
+
+    #[test]
+    fn lifecycle_rules_keep_their_filter_status_and_deleting_actions() {
+        use aws_sdk_s3::types::{
+            ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleAndOperator,
+            LifecycleRuleFilter, NoncurrentVersionExpiration, Tag,
+        };
+        let tag = Tag::builder().key("tier").value("scratch").build().unwrap();
+        let and = LifecycleRule::builder()
+            .id("trim")
+            .status(ExpirationStatus::Enabled)
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .and(
+                        LifecycleRuleAndOperator::builder()
+                            .prefix("app/")
+                            .tags(tag.clone())
+                            .object_size_greater_than(100)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(30)
+                    .newer_noncurrent_versions(5)
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let r = lifecycle_rule(&and);
+        assert_eq!(r.id.as_deref(), Some("trim"));
+        assert!(r.enabled);
+        assert_eq!(r.filter.prefix, "app/");
+        assert_eq!(r.filter.tags, [("tier".to_string(), "scratch".to_string())]);
+        assert_eq!(r.filter.size_greater_than, Some(100));
+        assert_eq!((r.noncurrent_days, r.newer_noncurrent), (Some(30), Some(5)));
+
+        #[allow(deprecated)]
+        let old_style = LifecycleRule::builder()
+            .prefix("env:/")
+            .status(ExpirationStatus::Disabled)
+            .expiration(
+                LifecycleExpiration::builder()
+                    .days(7)
+                    .date(aws_smithy_types::DateTime::from_secs(1_800_000_000))
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let r = lifecycle_rule(&old_style);
+        assert!(!r.enabled);
+        assert_eq!(r.filter.prefix, "env:/");
+        assert_eq!(r.expiration_days, Some(7));
+        assert_eq!(
+            r.expiration_date.map(jiff::Timestamp::as_second),
+            Some(1_800_000_000)
+        );
+        let single_tag = LifecycleRule::builder()
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().tag(tag).build())
+            .build()
+            .unwrap();
+        let r = lifecycle_rule(&single_tag);
+        assert_eq!(r.filter.prefix, "");
+        assert_eq!(r.filter.tags.len(), 1);
+        assert!(!r.deletes_noncurrent() && !r.expires_current());
     }
 
     #[test]

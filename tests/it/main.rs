@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod ci_recipes;
+mod doctor;
 mod faults;
 mod getting_started;
 mod guard;

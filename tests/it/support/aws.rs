@@ -554,3 +554,127 @@ impl CloudWatch {
         block_on(&self.rt, req.send()).expect("SetAlarmState");
     }
 }
+
+/// Bucket settings and whole-bucket reads for `doctor`'s scenarios.
+impl S3 {
+    /// PutBucketVersioning with `status` (`Enabled` or `Suspended`).
+    pub fn set_versioning(&self, status: BucketVersioningStatus) {
+        block_on(&self.rt, async {
+            self.client
+                .put_bucket_versioning()
+                .bucket(&self.bucket)
+                .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PutBucketVersioning {}: {}", self.bucket, sdk_error(&e))
+                });
+        });
+    }
+
+    /// PutBucketLifecycleConfiguration with `rules`.
+    pub fn set_lifecycle(&self, rules: Vec<aws_sdk_s3::types::LifecycleRule>) {
+        block_on(&self.rt, async {
+            self.client
+                .put_bucket_lifecycle_configuration()
+                .bucket(&self.bucket)
+                .lifecycle_configuration(
+                    aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                        .set_rules(Some(rules))
+                        .build()
+                        .expect("a valid lifecycle configuration"),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "PutBucketLifecycleConfiguration {}: {}",
+                        self.bucket,
+                        sdk_error(&e)
+                    )
+                });
+        });
+    }
+
+    /// Every version and delete marker of every key in the bucket, as (key, version id,
+    /// delete marker), sorted: what must not change when nothing is written.
+    pub fn all_versions(&self) -> Vec<(String, String, bool)> {
+        block_on(&self.rt, async {
+            let mut all = Vec::new();
+            let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+            loop {
+                let page = self
+                    .client
+                    .list_object_versions()
+                    .bucket(&self.bucket)
+                    .set_key_marker(key_marker.clone())
+                    .set_version_id_marker(version_marker.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("ListObjectVersions {}: {}", self.bucket, sdk_error(&e))
+                    });
+                for v in page.versions() {
+                    all.push((
+                        v.key().unwrap_or_default().to_string(),
+                        v.version_id().unwrap_or("null").to_string(),
+                        false,
+                    ));
+                }
+                for m in page.delete_markers() {
+                    all.push((
+                        m.key().unwrap_or_default().to_string(),
+                        m.version_id().unwrap_or("null").to_string(),
+                        true,
+                    ));
+                }
+                if !page.is_truncated().unwrap_or(false) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_string);
+                version_marker = page.next_version_id_marker().map(str::to_string);
+            }
+            all.sort();
+            all
+        })
+    }
+}
+
+/// Whole-table reads and table removal for `doctor`'s scenarios.
+impl Dynamo {
+    /// Every item of `table` with its string attributes, sorted by LockID.
+    pub fn items(&self, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        block_on(&self.rt, async {
+            let out = self
+                .client
+                .scan()
+                .table_name(table)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("Scan {table}: {}", sdk_error(&e)));
+            let mut items: Vec<std::collections::BTreeMap<String, String>> = out
+                .items()
+                .iter()
+                .map(|item| {
+                    item.iter()
+                        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+                        .collect()
+                })
+                .collect();
+            items.sort_by(|a, b| a.get("LockID").cmp(&b.get("LockID")));
+            items
+        })
+    }
+
+    /// DeleteTable.
+    pub fn delete_table(&self, table: &str) {
+        block_on(&self.rt, async {
+            self.client
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("DeleteTable {table}: {}", sdk_error(&e)));
+        });
+    }
+}
