@@ -882,7 +882,7 @@ fn access(facts: &Facts<'_>, out: &mut Findings) {
             Level::Ok,
             "write_allowed",
             format!(
-                "PutObject on {} is allowed: S3 refused a write conditional on an ETag no object has (412 Precondition Failed), and it checks such conditions only once a request is authorized; nothing was written",
+                "PutObject on {} is allowed: S3 refused a write conditional on an ETag no object has, with a digest the body does not have, and it checks those only once a request is authorized; nothing was written",
                 facts.key
             ),
         ),

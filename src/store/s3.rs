@@ -377,6 +377,10 @@ pub(crate) enum Condition {
     Absent,
     /// Replace only the version with this ETag (`If-Match`).
     Matches(String),
+    /// A write that must not happen (`doctor`'s access probe): `If-Match` an ETag no object
+    /// has, and a `Content-MD5` the body does not have. Either refuses it on a server that
+    /// checks either; only a server that ignores both would write.
+    Never,
 }
 
 /// What a write produced.
@@ -470,6 +474,7 @@ impl StateStore {
             Condition::None => req,
             Condition::Absent => req.if_none_match("*"),
             Condition::Matches(etag) => req.if_match(etag),
+            Condition::Never => req.if_match(NO_SUCH_ETAG).content_md5(WRONG_MD5),
         };
         let out = req
             .send()
@@ -479,6 +484,7 @@ impl StateStore {
                     target,
                     etag: match condition {
                         Condition::Matches(etag) => etag.clone(),
+                        Condition::Never => NO_SUCH_ETAG.into(),
                         _ => "*".into(),
                     },
                 },
@@ -698,19 +704,22 @@ impl StateStore {
     }
 
     /// Whether this identity may write the state, found out without writing it: a PutObject of
-    /// `body` (the current version's exact bytes) conditional on an ETag no object can have.
-    /// S3 authorizes a request before it evaluates its preconditions (RFC 9110 section 13.2.1:
-    /// failures come first), so `PreconditionFailed` proves the write is allowed and
-    /// `AccessDenied` that it is not. `Ok(None)`: refused on its condition, nothing written.
-    /// `Ok(Some(..))`: the server ignored the condition and wrote `body` as a new version,
-    /// which holds the current state's bytes unchanged.
+    /// `body` (the current version's exact bytes) conditional on an ETag no object can have,
+    /// with a Content-MD5 that does not match it. S3 authorizes a request before it evaluates
+    /// its preconditions (RFC 9110 section 13.2.1: failures come first) or its digest, so
+    /// `PreconditionFailed` or `BadDigest` proves the write is allowed and `AccessDenied` that
+    /// it is not. `Ok(None)`: refused on its condition or digest, nothing written.
+    /// `Ok(Some(..))`: the server ignored both and wrote `body` as a new version, which holds
+    /// the current state's bytes unchanged.
     pub(crate) async fn probe_write(&self, body: Vec<u8>) -> Result<Option<Written>, S3Error> {
         let key = self.key.clone();
-        match self
-            .put(&key, body, &Condition::Matches(NO_SUCH_ETAG.to_string()))
-            .await
-        {
+        match self.put(&key, body, &Condition::Never).await {
             Err(S3Error::PreconditionFailed { .. }) => Ok(None),
+            Err(S3Error::Service { code, .. })
+                if code == "BadDigest" || code == "InvalidDigest" =>
+            {
+                Ok(None)
+            }
             Ok(written) => Ok(Some(written)),
             Err(e) => Err(e),
         }
@@ -888,6 +897,8 @@ impl StateStore {
 
 /// An ETag no object has: S3's ETags are hex digests, this is not one.
 const NO_SUCH_ETAG: &str = "\"tfrollback-doctor-no-object-has-this-etag\"";
+/// The base64 MD5 of the empty body: no state has it.
+const WRONG_MD5: &str = "1B2M2Y8AsgTpgAmY7PhCfg==";
 
 /// A lifecycle rule as the model needs it: the filter (new `Filter`, its `And`, or the old
 /// top-level `Prefix`), the status, and the actions that can delete a version.
