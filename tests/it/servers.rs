@@ -45,6 +45,7 @@ on_every_server!(restores_the_state_only);
 on_every_server!(rolls_back_to_previous);
 on_every_server!(recovers_after_a_kill);
 on_every_server!(pages_through_versions_and_delete_markers);
+on_every_server!(guards_a_deploy_and_freezes_it);
 
 /// Every lock the server can hold: the lock file and, where there is DynamoDB, the table too
 /// (so the digest terraform checks is exercised wherever it exists).
@@ -307,6 +308,66 @@ fn rolls_back_to_previous(flavor: Flavor) {
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null);
     assert_eq!(status["unfinished"], Value::Null);
+}
+
+/// `guard` with a command check that fails on green: the rollback, the freeze next to the state
+/// (written, listed, read back by `status`, deleted by `unfreeze`) and the mark of a healthy
+/// deploy, on this server's S3.
+fn guards_a_deploy_and_freezes_it(flavor: Flavor) {
+    let sb = deployed_on(flavor, every_lock(flavor), Some("v2"));
+    let before = sb.version_ids();
+    sb.tfr(&["mark", &before[1]]).ok();
+    let check = r#"cmd:test "$TF_OUTPUT_active_slot" = blue"#;
+    let guard = |args: &[&str]| {
+        let mut all = vec![
+            "guard",
+            "--check",
+            check,
+            "--failures",
+            "1",
+            "--window",
+            "2s",
+            "--interval",
+            "1s",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        sb.tfr(&all)
+    };
+    let report = guard(&[]).code(6).json();
+    assert_eq!(report["result"], json!("rolled_back"));
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    assert_kept(&sb, &before);
+    assert_unlocked(&sb);
+    let frozen_key = format!("{}.tfrollback/frozen/{}.json", sb.key, before[0]);
+    assert!(
+        sb.s3().exists(&frozen_key),
+        "the freeze is next to the state"
+    );
+    let status = sb
+        .tfr(&["status", "--check-frozen", "--json"])
+        .code(9)
+        .json();
+    assert_eq!(
+        status["frozen"][0]["version"]["version_id"],
+        json!(before[0])
+    );
+    sb.tfr(&["unfreeze"]).ok();
+    assert!(!sb.s3().exists(&frozen_key));
+    sb.tfr(&["status", "--check-frozen"]).ok();
+
+    // Blue is healthy: guard marks the rolled-back version good.
+    let report = guard(&["--to", &before[0]]).ok().json();
+    assert_eq!(report["result"], json!("healthy"));
+    let current = sb.version_ids()[0].clone();
+    assert!(
+        sb.s3()
+            .tags(&sb.key, &current)
+            .contains_key("tfrollback:mark:good")
+    );
 }
 
 fn recovers_after_a_kill(flavor: Flavor) {
