@@ -153,15 +153,22 @@ impl Prober {
             }
             text.push_str(&stderr);
         }
+        let said = |what: String| {
+            if text.trim().is_empty() {
+                what
+            } else {
+                format!("{what}: {text}")
+            }
+        };
         match output.status.code() {
             Some(0) => (Verdict::Healthy, text),
             // 126: not executable, 127: not found (sh's own codes).
             Some(code @ (126 | 127)) if first => (
                 Verdict::Unevaluable,
-                format!("exit {code} (the command cannot be run): {text}"),
+                said(format!("exit {code} (the command cannot be run)")),
             ),
-            Some(code) => (Verdict::Failing, format!("exit {code}: {text}")),
-            None => (Verdict::Failing, format!("killed by a signal: {text}")),
+            Some(code) => (Verdict::Failing, said(format!("exit {code}"))),
+            None => (Verdict::Failing, said("killed by a signal".into())),
         }
     }
 
