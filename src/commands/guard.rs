@@ -216,6 +216,16 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
         version_id: current.version_id.clone(),
         serial: state.serial,
     };
+    // A rollback left unfinished (a guard killed mid-rollback, say) comes first: `recover`.
+    if let Some(other) = ctx.store.unfinished().await? {
+        return Err(Refusal::Unfinished {
+            operation_id: other.operation_id,
+            command: other.command,
+            who: other.who,
+            started_at: other.started_at,
+        }
+        .into());
+    }
     refuse_frozen(ctx, &deploy, &outputs).await?;
 
     let target = args.target.resolve(&listing, &location, ctx.now)?;

@@ -580,3 +580,67 @@ fn guard_does_not_roll_back_a_deploy_someone_else_replaced_while_it_watched() {
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null);
 }
+
+#[test]
+fn a_guard_killed_mid_rollback_leaves_the_deploy_frozen_and_the_rollback_to_recover() {
+    let (sb, _blue, green) = green_deploy();
+    let mut child = sb
+        .tfr_command(&[
+            "guard",
+            "--check",
+            r#"cmd:test "$TF_OUTPUT_active_slot" = blue"#,
+            "--failures",
+            "1",
+            "--interval",
+            "1s",
+            "--auto-approve",
+            "--max-destroy",
+            "10",
+        ])
+        .env("TFROLLBACK_FAILPOINT", "apply=pause")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal_key = format!("{}.tfrollback/journal.json", sb.key);
+    let deadline = Instant::now() + Duration::from_mins(2);
+    while !(sb.s3().exists(&journal_key)
+        && sb.s3().get_json(&journal_key, None)["steps"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|s| s["name"] == json!("apply")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback never reached its apply"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The runner dies with the job: SIGKILL, no chance to clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The deploy was frozen before the rollback began.
+    assert_eq!(frozen_keys(&sb).len(), 1);
+    // A retried guard is sent to `recover` first; it changes nothing.
+    let retried = sb
+        .tfr(&["guard", "--check", "cmd:true", "--auto-approve"])
+        .code(5);
+    assert!(
+        retried.stderr.contains("tfrollback recover"),
+        "{}",
+        retried.stderr
+    );
+    sb.recover_when_stopped();
+    // recover put the snapshot back (the apply may have begun): the deploy's content is
+    // current again, and guard knows it as the frozen release.
+    assert_eq!(sb.current_output("active_slot"), json!("green"));
+    let again = sb
+        .tfr(&["guard", "--check", "cmd:true", "--auto-approve"])
+        .code(1);
+    assert!(
+        again.stderr.contains(&format!("version {green} is frozen")),
+        "{}",
+        again.stderr
+    );
+}
