@@ -5,6 +5,7 @@
 //! ones terraform wrote (the bluegreen fixture with many instances, so a body is several
 //! times the head read) or deliberately broken copies of them.
 
+use md5::Digest;
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -357,4 +358,78 @@ fn a_rollback_makes_few_requests_one_after_the_other() {
         assert_eq!(snapshot_check.len(), 1, "{described}");
         assert_eq!(snapshot_check[0].status, 304, "{described}");
     }
+}
+
+#[test]
+fn a_rollback_over_a_long_history_reads_two_bodies_and_a_few_heads() {
+    let sb = Sandbox::builder("bluegreen")
+        .lock(LockStyle::DynamoDb)
+        .build();
+    sb.apply(&[("active_slot", "blue"), ("instance_count", INSTANCES)]);
+    sb.apply(&[("active_slot", "green"), ("instance_count", INSTANCES)]);
+    // 298 more deploys' worth of history: terraform's two states again, alternating, each with
+    // the next serial, ending on green as the infrastructure is; the digest as terraform sets it.
+    // The bytes as terraform wrote them but for the serial (its field order puts the outputs
+    // before the resources: what a head read relies on).
+    let versions = sb.s3().versions(&sb.key);
+    let (green, blue) = (
+        String::from_utf8(sb.s3().get(&sb.key, Some(&versions[0].version_id))).unwrap(),
+        String::from_utf8(sb.s3().get(&sb.key, Some(&versions[1].version_id))).unwrap(),
+    );
+    let serial_of = |body: &str| serde_json::from_str::<Value>(body).unwrap()["serial"].clone();
+    let with_serial = |body: &str, serial: u64| {
+        let field = format!("\"serial\": {}", serial_of(body));
+        assert!(body.contains(&field), "terraform writes {field}");
+        body.replacen(&field, &format!("\"serial\": {serial}"), 1)
+    };
+    let mut serial = serial_of(&green).as_u64().unwrap();
+    let mut last = String::new();
+    for i in 0..298 {
+        serial += 1;
+        last = with_serial(if i % 2 == 0 { &blue } else { &green }, serial);
+        sb.s3().put(&sb.key, last.as_bytes());
+    }
+    let digest: String = md5::Md5::digest(last.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    sb.dynamodb().put(
+        sb.table.as_deref().unwrap(),
+        &sb.digest_id(),
+        &[("Digest", &digest)],
+    );
+    let in_s3 = sb.s3().versions(&sb.key);
+    assert_eq!(in_s3.len(), 300);
+
+    let proxy = Proxy::start(&lab().endpoint);
+    let report = sb
+        .tfr_with(
+            &[
+                "to",
+                "previous",
+                "--auto-approve",
+                "--max-destroy",
+                "1000",
+                "--json",
+            ],
+            &[("AWS_ENDPOINT_URL", &proxy.endpoint)],
+        )
+        .ok()
+        .json();
+    assert_eq!(report["status"], json!("rolled_back"), "{report:#}");
+    assert_eq!(sb.current_output("active_slot"), json!("blue"));
+    let seen = own(&proxy.take_seen());
+    let gets = state_gets(&seen, &sb.key);
+    let (whole, ranged): (Vec<&Seen>, Vec<&Seen>) =
+        gets.into_iter().partition(|g| g.head.range().is_none());
+    // The current and target bodies; a head and a tail of the other versions `previous` looks
+    // at (the newest ten), none of the other 290.
+    assert_eq!(whole.len(), 2, "{}", describe(&seen));
+    assert!(ranged.len() <= 2 * 8, "{}", describe(&seen));
+    assert_eq!(
+        seen.iter().filter(|s| s.head.list_versions()).count(),
+        1,
+        "{}",
+        describe(&seen)
+    );
 }
