@@ -45,15 +45,20 @@ FULL = {
     "versions": 300,      # versions of the ~1 MB state
     "big_resources": 45_000,
     "big_versions": 20,   # versions of the ~30 MB state for list's peak RSS
+    "huge_resources": 150_000,  # ~100 MiB: list and show stay flat, what diff costs
+    "huge_versions": 5,   # versions of the ~100 MB state for list's peak RSS
+    "huge_runs": 5,       # a run of the Python diff of two ~100 MB states takes ~6 s
     "b1_sample": 30,      # versions B1 reads when the full listing would take too long
 }
 QUICK = {"runs": 3, "b1_runs": 3, "link_runs": 3, "versions": 60, "big_resources": 45_000, "big_versions": 4,
-         "b1_sample": 10, "b1_full_run_limit_s": 0}
+         "huge_resources": 150_000, "huge_versions": 2, "huge_runs": 2, "b1_sample": 10,
+         "b1_full_run_limit_s": 0}
 # B1 reads every version when one run is projected to take at most this long; beyond it,
 # B1 reads the newest b1_sample versions and its time is extrapolated linearly.
 FULL["b1_full_run_limit_s"] = 60
 COMMAND_TIMEOUT_S = 600
 LIMIT = 20
+TO_HISTORY = 300          # versions in the history of the state `to` rolls back
 
 # Targets (issue text). Thresholds are stated here once and shown in the report.
 COLD_VS_B2 = 3.0
@@ -79,6 +84,7 @@ FLOOR_THREADS = 64
 SEQ_GETS = 20             # sequential ranged GETs that show the per-request service time
 
 STARTED = time.monotonic()
+LOAD_AT_START = os.getloadavg()[0]
 
 
 class BenchError(Exception):
@@ -521,6 +527,7 @@ class Bench:
             self.cfg["runs"] = args.runs
             self.cfg["b1_runs"] = min(args.runs, self.cfg["b1_runs"])
             self.cfg["link_runs"] = min(args.runs, self.cfg["link_runs"])
+            self.cfg["huge_runs"] = min(args.runs, self.cfg["huge_runs"])
         self.links = args.link
         self.work = Path(tempfile.mkdtemp(prefix="tfr-bench-"))
         (self.work / "terraformrc").write_text("disable_checkpoint = true\n")
@@ -611,6 +618,8 @@ class Bench:
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
                                cwd=REPO, capture_output=True, text=True).stdout.strip()
         self.meta.update({
+            "note": self.args.note,
+            "loadavg_1m_at_start": round(LOAD_AT_START, 2),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": "quick" if self.args.quick else "full",
             "cores": os.cpu_count(),
@@ -700,6 +709,8 @@ class Bench:
                                "tfrollback", "tfrollback list --json (cache filled by a previous list)")
             lim = self.figure("list_limit20", f"tfrollback list --limit {LIMIT}, cold cache",
                               "tfrollback", f"tfrollback list --limit {LIMIT} --json (fresh XDG_CACHE_HOME)")
+            show = self.figure("show_cold", "tfrollback show VERSION (the newest), cold cache", "tfrollback",
+                               "tfrollback show VERSION --json (fresh XDG_CACHE_HOME)")
             b2 = self.figure("b2", f"B2: boto3, 16 threads, whole bodies + json, {n} versions",
                              "baseline", "python3 benches/b2_list.py BUCKET KEY")
             fl_list = self.figure("floor_list", "bare S3: ListObjectVersions alone (boto3)",
@@ -710,6 +721,13 @@ class Bench:
                                    "baseline", "aws s3api list-object-versions --bucket B --prefix KEY")
             b2_argv = [sys.executable, str(BENCHES / "b2_list.py"), bucket, key]
             floor_argv = [sys.executable, str(BENCHES / "s3_floor.py"), bucket, key, "16"]
+            kib = HEAD_BYTES // 1024
+            fl_heads = self.figure("floor_heads", f"bare S3: listing + one {kib} KiB ranged GET per version, "
+                                   f"{FLOOR_THREADS} threads (boto3)",
+                                   f"benches/s3_floor.py --range-bytes {HEAD_BYTES} (in-process time)", "total",
+                                   cls=Floor)
+            heads_argv = [sys.executable, str(BENCHES / "s3_floor.py"), "--range-bytes", str(HEAD_BYTES), bucket,
+                          key, str(FLOOR_THREADS)]
             aws_argv = ["aws", "s3api", "list-object-versions", "--bucket", bucket, "--prefix", key,
                         "--output", "json"]
 
@@ -720,11 +738,15 @@ class Bench:
                                          env=child_env(self.work, server.endpoint, self.fresh_cache())),
                             expected[:LIMIT], f"tfrollback list --limit {LIMIT}")
             self.check_list(check_output(b2_argv, env=env), expected, "B2")
+            show_argv = tfr("show", expected[0][0])
+            self.check_show(check_output(show_argv, env=child_env(self.work, server.endpoint, self.fresh_cache())),
+                            expected[0], "tfrollback show")
             warm_cache = self.fresh_cache()
             check_output(tfr("list"), env=child_env(self.work, server.endpoint, warm_cache))
             self.check_list(check_output(tfr("list"), env=child_env(self.work, server.endpoint, warm_cache)),
                             expected, "tfrollback list (warm cache)")
             check_output(floor_argv, env=env)
+            check_output(heads_argv, env=env)
             check_output(aws_argv, env=env)
             server.mark("after checks")
 
@@ -736,10 +758,13 @@ class Bench:
                                server=server)[0])
                 lim.add(timed(tfr("list", "--limit", str(LIMIT)),
                               env=child_env(self.work, server.endpoint, self.fresh_cache()), server=server)[0])
+                show.add(timed(show_argv, env=child_env(self.work, server.endpoint, self.fresh_cache()),
+                               server=server)[0])
                 b2.add(timed(b2_argv, env=env, server=server)[0])
                 run = floor_run(floor_argv, env, server)
                 fl_list.add(run)
                 fl_gets.add(run)
+                fl_heads.add(floor_run(heads_argv, env, server))
                 aws_list.add(timed(aws_argv, env=env, server=server)[0])
             server.mark("after tfrollback and B2 runs")
             self.phase_b1(server, bucket, key, expected, self.cfg["b1_runs"])
@@ -859,6 +884,88 @@ class Bench:
         finally:
             self.phases.append(server.stop())
 
+    # -- phase 2b: 100 MB states: list's and show's RSS, what diff costs -----------------
+
+    def phase_huge(self):
+        nres, nver, runs = self.cfg["huge_resources"], self.cfg["huge_versions"], self.cfg["huge_runs"]
+        bucket = "bench-huge"
+        diff_key, list_key = "huge/terraform.tfstate", "huge-list/terraform.tfstate"
+        log(f"building {nres:,}-resource states from the terraform-written entries")
+        res_a = workload.replicate(self.base_resources, nres, seed=7)
+        res_b, changed = workload.change_every(res_a, 100)
+        text_a, text_b = workload.resources_text(res_a), workload.resources_text(res_b)
+        del res_a, res_b
+        serial0 = self.base_doc["serial"]
+        body_a = workload.render(workload.deploy(self.base_doc, serial0 + 1, 1, nres), text_a)
+        body_b = workload.render(workload.deploy(self.base_doc, serial0 + 2, 2, nres), text_b)
+        del text_b
+        self.facts.update({"huge_resources": nres, "huge_changed_resources": len(changed),
+                           "huge_state_a_bytes": len(body_a), "huge_state_b_bytes": len(body_b),
+                           "huge_list_versions": nver, "huge_runs": runs})
+        server = Server(self.work, "huge-100mb")
+        self.servers.append(server)
+        try:
+            s3 = create_bucket(server.endpoint, bucket)
+            log(f"uploading 2 + {nver} versions of the {len(body_a) / MIB:.1f} MiB state")
+            id_a, id_b = upload(s3, bucket, diff_key, [body_a, body_b])
+            del body_a, body_b
+            list_docs = [workload.deploy(self.base_doc, serial0 + i, i, nres) for i in range(1, nver + 1)]
+            list_ids = []
+            for d in list_docs:  # one body at a time: the driver's own memory stays small
+                list_ids += upload(s3, bucket, list_key, [workload.render(d, text_a)])
+            self.facts["huge_list_state_bytes"] = len(workload.render(list_docs[-1], text_a))
+            del text_a
+            expected = [(vid, d["serial"], d["outputs"]["active_slot"]["value"])
+                        for vid, d in zip(reversed(list_ids), reversed(list_docs))]
+            server.mark("after set-up")
+            env = child_env(self.work, server.endpoint)
+
+            huge_list = self.figure("list_huge_cold",
+                                    f"tfrollback list, {nver} versions of the ~100 MB state, cold cache",
+                                    "tfrollback", "tfrollback list --json (fresh XDG_CACHE_HOME)")
+            huge_show = self.figure("show_huge_cold", "tfrollback show VERSION of the ~100 MB state, cold cache",
+                                    "tfrollback", "tfrollback show VERSION --json (fresh XDG_CACHE_HOME)")
+            diff = self.figure("diff_huge", "tfrollback diff V1 --against V2 (two ~100 MB versions)", "tfrollback",
+                               "tfrollback diff V1 --against V2 --json")
+            pydiff = self.figure("diff_huge_python", "Python json diff of the two ~100 MB versions", "baseline",
+                                 "python3 benches/diff_baseline.py BUCKET KEY V1 V2")
+            fl_diff = self.figure("floor_huge_diff_gets", "bare S3: the 2 GETs of the diff, 2 threads (boto3)",
+                                  "benches/s3_floor.py (in-process time)", "get_s", cls=Floor)
+            diff_argv = self.tfr(server.endpoint, bucket, diff_key, "diff", id_a, "--against", id_b)
+            list_argv = self.tfr(server.endpoint, bucket, list_key, "list")
+            show_argv = self.tfr(server.endpoint, bucket, list_key, "show", expected[0][0])
+            pydiff_argv = [sys.executable, str(BENCHES / "diff_baseline.py"), bucket, diff_key, id_a, id_b]
+            fl_diff_argv = [sys.executable, str(BENCHES / "s3_floor.py"), bucket, diff_key, "2", id_a, id_b]
+
+            log("checks: tfrollback diff against the Python diff, list and show of the 100 MB key")
+            want = sorted(f"terraform_data.{c.split('.', 1)[1]}" for c in changed)
+            got = json.loads(check_output(diff_argv, env=env))
+            py = json.loads(check_output(pydiff_argv, env=env))
+            for who, result in (("tfrollback diff", got), ("the Python diff", py)):
+                res = result["resources"]
+                if sorted(res["changed"]) != want or res["added"] or res["removed"]:
+                    raise BenchError(f"{who} found {len(res['changed'])} changed / {len(res['added'])} added / "
+                                     f"{len(res['removed'])} removed resources; expected {len(want)} changed")
+            self.check_list(check_output(list_argv, env=child_env(self.work, server.endpoint, self.fresh_cache())),
+                            expected, "tfrollback list (100 MB states)")
+            self.check_show(check_output(show_argv, env=child_env(self.work, server.endpoint, self.fresh_cache())),
+                            expected[0], "tfrollback show (100 MB state)")
+            check_output(fl_diff_argv, env=env)
+            server.mark("after checks")
+
+            for i in range(runs):
+                log(f"100 MB phase: run {i + 1}/{runs}")
+                huge_list.add(timed(list_argv, env=child_env(self.work, server.endpoint, self.fresh_cache()),
+                                    server=server)[0])
+                huge_show.add(timed(show_argv, env=child_env(self.work, server.endpoint, self.fresh_cache()),
+                                    server=server)[0])
+                diff.add(timed(diff_argv, env=env, server=server)[0])
+                pydiff.add(timed(pydiff_argv, env=env, server=server)[0])
+                fl_diff.add(floor_run(fl_diff_argv, env, server))
+            server.mark("end")
+        finally:
+            self.phases.append(server.stop())
+
     # -- phase 3: tfrollback to on the blue/green fixture --------------------------------
 
     def phase_to(self):
@@ -881,6 +988,8 @@ class Bench:
             tf("init", "-input=false")
             tf(*apply, "-var", "active_slot=blue", "-var", "blue_version=v1")
             tf(*green)
+            self.pad_history(server.endpoint, bucket, key, table, TO_HISTORY)
+            tf(*green)  # terraform reads the padded history's current version: nothing to change
             server.mark("after set-up")
             to_argv = [str(self.bin), "-C", str(stack), "--json", "to", "previous", "--auto-approve",
                        "--max-destroy", "10"]
@@ -1006,6 +1115,37 @@ class Bench:
         finally:
             self.phases.append(server.stop())
 
+    def pad_history(self, endpoint, bucket, key, table, total):
+        """Makes the state's history `total` versions long, as after many blue/green flips:
+        copies of the two versions terraform wrote (blue, then green), alternating, each with the
+        next serial, ending on green as it is now; then sets the DynamoDB digest to the last one,
+        as terraform would have."""
+        import hashlib
+        import boto3
+        s3 = s3_client(endpoint)
+        listed = [v for v in s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"] if v["Key"] == key]
+        if len(listed) != 2:
+            raise BenchError(f"expected the 2 versions terraform wrote, found {len(listed)}")
+        # Written within the same second, maybe: the latest is green.
+        ids = [v["VersionId"] for v in sorted(listed, key=lambda v: v["IsLatest"])]
+        blue, green = (json.loads(s3.get_object(Bucket=bucket, Key=key, VersionId=i)["Body"].read()) for i in ids)
+        if (blue["outputs"]["active_slot"]["value"], green["outputs"]["active_slot"]["value"]) != ("blue", "green"):
+            raise BenchError("terraform's two versions are not blue, then green")
+        serial = green["serial"]
+        bodies = []
+        for i in range(total - 2):
+            doc = dict(blue if i % 2 == 0 else green)
+            serial += 1
+            doc["serial"] = serial
+            bodies.append((json.dumps(doc, indent=2) + "\n").encode())
+        log(f"padding the history to {total} versions ({len(bodies)} copies of terraform's two states)")
+        upload(s3, bucket, key, bodies)
+        boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test",
+                     aws_secret_access_key="test").put_item(
+            TableName=table,
+            Item={"LockID": {"S": f"{bucket}/{key}-md5"}, "Digest": {"S": hashlib.md5(bodies[-1]).hexdigest()}})
+        self.facts["to_history_versions"] = total
+
     def to_over_link(self, server, to_argv, base_argv, reset, runs):
         """`tfrollback to previous` and the terraform-only baseline through the `wan` link
         (tfrollback and terraform both take the endpoint from AWS_ENDPOINT_URL); the untimed
@@ -1054,6 +1194,16 @@ class Bench:
                                  f"db_password hidden: {v['outputs']}")
 
     @staticmethod
+    def check_show(stdout, expected, who):
+        """expected: (version_id, serial, active_slot) of the version shown."""
+        doc = json.loads(stdout)
+        got = (doc["version_id"], doc["serial"], doc["outputs"].get("active_slot"))
+        if got != expected:
+            raise BenchError(f"{who} showed {got}, expected {expected}")
+        if doc["outputs"].get("db_password") != "(sensitive)" or len(doc["outputs"]) != 20:
+            raise BenchError(f"{who}: does not show 20 outputs with db_password hidden: {doc['outputs']}")
+
+    @staticmethod
     def check_b1(stdout, expected):
         lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
         got = [(v["version_id"], v["serial"], v["outputs"].get("active_slot")) for v in lines]
@@ -1069,6 +1219,7 @@ class Bench:
         self.base_state()
         self.phase_list()
         self.phase_big()
+        self.phase_huge()
         self.phase_to()
         if self.links:
             self.phase_link()
@@ -1097,7 +1248,8 @@ def targets(figs, facts):
     peak = lambda f: figs[f].stat("maxrss_kib")["max"]
     n = facts["list_versions"]
     combined = facts["big_state_a_bytes"] + facts["big_state_b_bytes"]
-    rss_1, rss_30 = peak("list_cold"), peak("list_big_cold")
+    rss_1, rss_30, rss_100 = peak("list_cold"), peak("list_big_cold"), peak("list_huge_cold")
+    show_1, show_100 = peak("show_cold"), peak("show_huge_cold")
     b1_measured = "extrapolated B1" if figs["b1"].scale != 1.0 else "B1"
     rows = [
         (f"list cold, all {n} versions: >= {COLD_VS_B2:g}x faster than B2",
@@ -1112,8 +1264,14 @@ def targets(figs, facts):
          rss_1 / 1024, "< 64 MiB", rss_1 < LIST_RSS_MAX_KIB, "MiB"),
         ("list peak RSS < 64 MiB, ~30 MB states (max of runs)",
          rss_30 / 1024, "< 64 MiB", rss_30 < LIST_RSS_MAX_KIB, "MiB"),
+        ("list peak RSS < 64 MiB, ~100 MB states (max of runs)",
+         rss_100 / 1024, "< 64 MiB", rss_100 < LIST_RSS_MAX_KIB, "MiB"),
         (f"list peak RSS does not grow with state size (30 MB / 1 MB <= {RSS_GROWTH_MAX:g})",
          rss_30 / rss_1, f"<= {RSS_GROWTH_MAX:g}x", rss_30 / rss_1 <= RSS_GROWTH_MAX, "x"),
+        (f"list peak RSS does not grow with state size (100 MB / 1 MB <= {RSS_GROWTH_MAX:g})",
+         rss_100 / rss_1, f"<= {RSS_GROWTH_MAX:g}x", rss_100 / rss_1 <= RSS_GROWTH_MAX, "x"),
+        (f"show peak RSS does not grow with state size (100 MB / 1 MB <= {RSS_GROWTH_MAX:g})",
+         show_100 / show_1, f"<= {RSS_GROWTH_MAX:g}x", show_100 / show_1 <= RSS_GROWTH_MAX, "x"),
         (f"diff of the two ~30 MB versions: >= {DIFF_VS_PYTHON:g}x faster than the Python diff",
          med("diff_python") / med("diff"), f">= {DIFF_VS_PYTHON:g}x",
          med("diff_python") / med("diff") >= DIFF_VS_PYTHON, "x"),
@@ -1126,6 +1284,14 @@ def targets(figs, facts):
     ]
     out = [{"target": t, "measured": m, "threshold": th, "pass": bool(p), "unit": u, "note": ""}
            for t, m, th, p, u in rows]
+    # moto is one Python process: list cold cannot take less time than moto's CPU for its own
+    # requests, so B2 / that is the most it can gain here.
+    srv = lambda f: statistics.median(figs[f].values("server_cpu_s"))
+    moto_cold, moto_heads = srv("list_cold"), srv("floor_heads")
+    out[0]["note"] = (f"moto's CPU for list cold's own requests (a head and a tail per version): "
+                      f"{fmt_s(moto_cold)}, so at most {med('b2') / moto_cold:.2f}x is possible here; for one "
+                      f"ranged GET per version (the heads-only floor): {fmt_s(moto_heads)}"
+                      + ("; **server-bound here**" if med("b2") / moto_cold < COLD_VS_B2 else ""))
     return out + link_targets(figs, facts)
 
 
@@ -1330,8 +1496,19 @@ def link_section(meta, facts, figs):
         out += link_rows(figs, ["link_wan_to", "link_wan_to_terraform"])
         out += ["", f"tfrollback to: {fmt_s(to.wall()['median'])} against {fmt_s(base.wall()['median'])} for "
                 f"terraform's own three commands (+{fmt_s(to.wall()['median'] - base.wall()['median'])}), "
-                f"{to.link_stat('requests')['median']:g} requests against {base.link_stat('requests')['median']:g}. "
-                "The resets between runs (an untimed `terraform apply`) go direct."]
+                f"{to.link_stat('requests')['median']:g} requests against {base.link_stat('requests')['median']:g} "
+                "(terraform's own included: its three commands make those of the baseline). "
+                "The resets between runs (an untimed `terraform apply`) go direct.",
+                "",
+                "Of tfrollback's own requests in a `to previous`, at most 12 wait for one another (the others go "
+                "out beside them), and 4 of those 12 run while terraform does: the listing (with versioning, the "
+                "marks index, the unfinished-rollback check and the caller lookup beside it); the current and "
+                "target bodies (with the heads of the newest versions); the lock; the snapshot check (If-None-Match: "
+                "no body when unchanged) beside the first heartbeat; the journal as the plan starts (during the "
+                "plan); the journal before the apply; the journal naming terraform's pid (during the apply); the "
+                "state terraform wrote and the journal (during the follow-up plan); the heartbeat's end; the lock's "
+                "release; the journal's end; the history record. `tests/it/ranged_reads.rs` counts them through its "
+                "proxy and fails past that bound."]
     return out
 
 
@@ -1343,13 +1520,15 @@ def markdown(meta, facts, figs, tgts, phases):
     if quick:
         out += ["**Quick mode (`scripts/bench --quick`): fewer versions and runs, for iteration only; "
                 "these are not the benchmark's figures.**", ""]
-    out += ["## How to run", "", "```", "scripts/bench            # the full benchmark (~13 minutes on 2 cores, plus the build)",
+    out += ["## How to run", "", "```", "scripts/bench            # the full benchmark (~16 minutes on 2 cores, plus the build)",
             "scripts/bench --quick    # fewer versions and runs, for iteration (written under target/bench/quick/)",
             "```", "",
-            "Options: `--runs N` timed runs per figure (default 7, B1 5, through the link 5; quick 3); "
+            "Options: `--runs N` timed runs per figure (default 7, B1 5, through the link 5, the 100 MB phase 5; "
+            "quick 3, 100 MB 2); "
             "`--link PROFILES` the link emulator's profiles to measure through (`wan,region`, the default, or "
             "one of them, or `none`); `--keep` keeps the temporary "
-            "work directory (server logs, the terraform stacks); `--no-build` (iteration only) skips the "
+            "work directory (server logs, the terraform stacks); `--note TEXT` adds a sentence to the machine "
+            "section (to say that other work shared the machine); `--no-build` (iteration only) skips the "
             "build and uses the last release binary; `--binary PATH` (iteration only) skips the build and "
             "measures the binary given.", "",
             "One command: it installs what is missing (moto and boto3, the aws CLI with pip; jq and GNU time with "
@@ -1369,6 +1548,8 @@ def markdown(meta, facts, figs, tgts, phases):
             + (", with uncommitted changes to src/" if meta["git_src_dirty"] else "") + f"), {meta['rustc']}",
             f"- terraform {meta['terraform']}; moto {meta['moto']} (server mode); Python {meta['python']}, "
             f"boto3 {meta['boto3']}; {meta['aws_cli']}; {meta['jq']}",
+            f"- Load average (1 min) when the run started: {meta['loadavg_1m_at_start']:.2f}; per phase in "
+            "\"The S3 server (moto) per phase\"." + (f" **{meta['note']}**" if meta.get("note") else ""),
             "- **The S3 server is moto started with `--lean-listing`**: moto's ListObjectVersions deep-copies "
             "every stored object, bodies included, on every call (and never frees the copies); the flag "
             "replaces that copy with shallow views (same answers, cost proportional to the number of versions "
@@ -1395,14 +1576,25 @@ def markdown(meta, facts, figs, tgts, phases):
             f"is kept by size: 50,000 entries would make 35 MB.)",
             f"- list at 30 MB: another key with {facts['big_list_versions']} versions of that "
             f"{facts['big_list_state_bytes'] / MIB:.1f} MiB state.",
+            f"- 100 MB: two versions of a {facts['huge_resources']:,}-resource state "
+            f"({facts['huge_state_a_bytes'] / MIB:.1f} and {facts['huge_state_b_bytes'] / MIB:.1f} MiB) made the "
+            f"same way, the second changing {facts['huge_changed_resources']:,} of them (1%), for diff; another key "
+            f"with {facts['huge_list_versions']} versions of it for list and show. The issue's \"100 MB, about "
+            f"14,000 resources\" describes real resources of ~7 KB each; terraform_data entries take ~700 bytes, so "
+            f"the size is kept: {facts['huge_resources']:,} entries make {facts['huge_state_a_bytes'] / MIB:.0f} MiB. "
+            f"Each figure of this phase: {facts['huge_runs']} runs.",
             "- to: the blue/green fixture (`fixtures/bluegreen`) with a DynamoDB lock table, deployed v1 on blue "
-            "then v2 on green (as `scripts/demo`); each run rolls back to the previous version, and the stack is "
-            "put back on green (an untimed `terraform apply`) before the next run.", "",
+            "then v2 on green (as `scripts/demo`), its history then padded to "
+            f"{facts.get('to_history_versions', 2)} versions (copies of terraform's two states, alternating, "
+            "with increasing serials, ending on green, the digest set as terraform would); each run rolls back "
+            "to the previous version, and the stack is put back on green (an untimed `terraform apply`) before "
+            "the next run.", "",
             "## Method", "",
             f"- Each figure: {meta['config']['runs']} timed runs ({meta['config']['b1_runs']} for B1) "
             f"after one untimed check run whose output is "
             "verified (list: every version id, serial and slot in order, 20 outputs with the sensitive one "
-            "hidden; diff: exactly the changed resources, and the same outputs as the Python diff; to: status "
+            "hidden; show: the version's id, serial and slot, the same 20 outputs; diff: exactly the changed "
+            "resources, and the same outputs as the Python diff; to: status "
             "`rolled_back`, verified, and the rollback variables). Median, with min and max. The figures of a "
             "phase are measured interleaved, run by run.",
             "- Every run is a fresh process started under GNU time (`/usr/bin/time -f %M`). Wall time: "
@@ -1427,13 +1619,29 @@ def markdown(meta, facts, figs, tgts, phases):
     if not any(t["target"].startswith(f"{LINK_TARGET_PROFILE}:") for t in tgts):
         out += ["", f"The targets over the `{LINK_TARGET_PROFILE}` link were not measured in this run (`--link`)."]
     out += ["", f"## list: {n} versions of a ~1 MB state", ""]
-    out += figure_rows(figs, ["list_cold", "list_warm", "list_limit20", "b2", "b1",
-                              "floor_list", "floor_gets", "b1_listing"],
+    out += figure_rows(figs, ["list_cold", "list_warm", "list_limit20", "show_cold", "b2", "b1",
+                              "floor_list", "floor_gets", "floor_heads", "b1_listing"],
                        {"b2": "list_cold", "b1": "list_cold"})
     notes = [f for f in figs.values() if f.note]
     out += ["", f"## 30 MB states", ""]
     out += figure_rows(figs, ["list_big_cold", "floor_big_list", "diff", "diff_python", "floor_diff_gets"],
                        {"diff_python": "diff"})
+    out += ["", "## 100 MB states", ""]
+    out += figure_rows(figs, ["list_huge_cold", "show_huge_cold", "diff_huge", "diff_huge_python",
+                              "floor_huge_diff_gets"], {"diff_huge_python": "diff_huge"})
+    huge_bytes = facts["huge_state_a_bytes"] + facts["huge_state_b_bytes"]
+    hd = figs["diff_huge"]
+    hd_peak = hd.stat("maxrss_kib")["max"] * 1024
+    out += ["", f"What diff costs at this size: {fmt_s(hd.wall()['median'])} (median) and "
+            f"{hd_peak / MIB:.0f} MiB of peak RSS for {huge_bytes / MIB:.0f} MiB of states "
+            f"({hd_peak / huge_bytes:.2f}x their combined size: both bodies are held whole and parsed in place), "
+            f"{figs['diff_huge_python'].wall()['median'] / hd.wall()['median']:.1f}x faster than the Python diff "
+            f"({figs['diff_huge_python'].stat('maxrss_kib')['max'] / 1024:.0f} MiB). list and show read a head and "
+            f"a tail of each version, whatever its size: "
+            f"{figs['list_huge_cold'].stat('maxrss_kib')['max'] / 1024:.1f} and "
+            f"{figs['show_huge_cold'].stat('maxrss_kib')['max'] / 1024:.1f} MiB of peak RSS here, against "
+            f"{figs['list_cold'].stat('maxrss_kib')['max'] / 1024:.1f} and "
+            f"{figs['show_cold'].stat('maxrss_kib')['max'] / 1024:.1f} MiB for the ~1 MB state."]
     out += ["", "## to: rollback of the blue/green stack", ""]
     out += figure_rows(figs, ["to", "to_terraform"])
     plan = facts.get("to_plan") or {}
@@ -1505,6 +1713,8 @@ def main():
     parser.add_argument("--runs", type=int, choices=range(1, 21), metavar="N",
                         help="timed runs per figure (default 5, quick 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument("--note", default="", metavar="TEXT",
+                        help="a sentence for the page's machine section (say so when other work shared it)")
     parser.add_argument("--no-build", action="store_true",
                         help="for iteration: skip `cargo build --release` and use the last release binary")
     parser.add_argument("--binary", metavar="PATH",

@@ -248,7 +248,10 @@ pub(crate) enum Refusal {
     #[error("{what} cancelled; nothing was changed")]
     Cancelled { what: &'static str },
     #[error("the state changed after the snapshot was taken; nothing was overwritten")]
-    ChangedAfterSnapshot,
+    ChangedAfterSnapshot {
+        #[source]
+        source: crate::store::s3::S3Error,
+    },
     #[error("interrupted before the apply; nothing was changed")]
     Interrupted,
     #[error(
@@ -387,7 +390,7 @@ impl Refusal {
             Refusal::UnknownOperation { .. } => "unknown_operation",
             Refusal::AmbiguousOperation { .. } => "ambiguous_operation",
             Refusal::Cancelled { .. } => "cancelled",
-            Refusal::ChangedAfterSnapshot => "changed_after_snapshot",
+            Refusal::ChangedAfterSnapshot { .. } => "changed_after_snapshot",
             Refusal::Interrupted => "interrupted",
             Refusal::TooManyDestroys { .. } => "too_many_destroys",
             Refusal::OutputMismatch { .. } => "output_mismatch",
@@ -426,7 +429,7 @@ impl Refusal {
             Refusal::UnknownOperation { .. } => "`tfrollback history` lists the operations and their ids".into(),
             Refusal::AmbiguousOperation { .. } => "give more of the operation id".into(),
             Refusal::Cancelled { .. } => "run the command again to retry".into(),
-            Refusal::ChangedAfterSnapshot => "someone wrote the state without the lock: run `tfrollback list` and try again".into(),
+            Refusal::ChangedAfterSnapshot { .. } => "someone wrote the state without the lock: run `tfrollback list` and try again".into(),
             Refusal::Interrupted => "run the command again when ready".into(),
             Refusal::TooManyDestroys { destroy, selector, .. } => format!(
                 "review the plan with `tfrollback to {selector} --dry-run`, then pass --max-destroy {destroy} if it is intended"

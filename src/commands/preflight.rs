@@ -10,10 +10,13 @@ use crate::commands::Context;
 use crate::commands::versions::{Freshness, summary_map};
 use crate::error::{Error, Refusal};
 use crate::model::selector::{self, ObjectVersion, Selector, VersionId};
-use crate::model::state::State;
+use crate::model::state::{self, State};
 use crate::settings::terraform_location;
+use crate::store::cache::Cached;
 use crate::store::fsx::absolute;
-use crate::store::summaries::Depth;
+use crate::store::journal::Journal;
+use crate::store::s3::Fetched;
+use crate::store::summaries::{Depth, summaries};
 use crate::terraform::{Pinned, Terraform};
 
 /// The current version and the one a rollback goes to, with their bodies: what `to` and
@@ -23,11 +26,14 @@ pub(crate) struct Endpoints {
     pub(crate) target: ObjectVersion,
     pub(crate) current_text: String,
     pub(crate) target_text: String,
+    /// A rollback of this state left unfinished, looked for alongside the listing: the
+    /// operation refuses to start over it (`Operation::start`).
+    pub(crate) unfinished: Result<Option<Journal>, Error>,
 }
 
 /// What a selector resolved to before a state change.
 pub(crate) enum Resolved {
-    Endpoints(Endpoints),
+    Endpoints(Box<Endpoints>),
     /// `last-good` (or `last:LABEL`) while the current version carries that mark: a deploy
     /// that failed before writing state has nothing to roll back.
     AlreadyThere {
@@ -38,10 +44,11 @@ pub(crate) enum Resolved {
 impl Endpoints {
     /// Resolves `selector`, refusing a delete marker; `verb` names the action in messages.
     ///
-    /// Round trips: the listing, then at once the heads the intermediate-snapshot rule needs,
-    /// the current body and the body of the version the selector picks when no version is an
-    /// intermediate snapshot (almost always the target), then the target's body only if the
-    /// rule picked another one. Both bodies arrive with the heads instead of after them.
+    /// Round trips: the listing, with the unfinished-operation check beside it; then at once
+    /// the current body, the body of the version the selector picks when no version is an
+    /// intermediate snapshot (almost always the target), and the heads the
+    /// intermediate-snapshot rule needs of the other versions (the two bodies give their own
+    /// summaries); then the target's body only if the rule picked another one.
     pub(crate) async fn read(
         ctx: &Context,
         selector: &Selector,
@@ -49,7 +56,10 @@ impl Endpoints {
     ) -> Result<Resolved, Error> {
         let location = ctx.location();
         let mut cache = ctx.store.summary_cache(true);
-        let listing = ctx.listing_with(&[], Freshness::Live, &mut cache).await;
+        let (listing, unfinished) = tokio::join!(
+            ctx.listing_with(&[], Freshness::Live, &mut cache),
+            ctx.store.unfinished()
+        );
         let saved = cache.save();
         let mut listing = listing?;
         let current = selector::current(&listing, &location)?;
@@ -73,9 +83,18 @@ impl Endpoints {
             .cloned();
         let window: Vec<ObjectVersion> =
             listing.versions[selector.window(&listing.versions, ctx.now)].to_vec();
+        let read_whole = |v: &ObjectVersion| {
+            v.version_id == current.version_id
+                || guess.as_ref().is_some_and(|g| g.version_id == v.version_id)
+        };
+        let heads: Vec<ObjectVersion> = window.iter().filter(|v| !read_whole(v)).cloned().collect();
         let hidden = ProgressBar::hidden();
-        let (infos, current_text, guessed_text) = tokio::try_join!(
-            ctx.summarize(&window, &mut cache, &hidden, Depth::Head),
+        let (_, current_text, guessed_text) = tokio::try_join!(
+            async {
+                summaries(&ctx.store.objects, &heads, &mut cache, &hidden, Depth::Head)
+                    .await
+                    .map_err(Error::from)
+            },
             ctx.read_text(&current),
             async {
                 // A guess that fails to read is not an error: it may not be the target.
@@ -85,6 +104,27 @@ impl Endpoints {
                 })
             },
         )?;
+        // The bodies read whole summarise themselves, resources counted.
+        let bodies = [
+            (Some(&current), Some(&current_text)),
+            (guess.as_ref(), guessed_text.as_ref()),
+        ];
+        for (version, text) in bodies.into_iter().filter_map(|(v, t)| Some((v?, t?))) {
+            if cache
+                .get(&version.version_id)
+                .is_none_or(|c| matches!(c, Cached::Summary(s) if s.resources.is_none()))
+            {
+                let entry = match state::summarize(text.as_bytes()) {
+                    Ok(summary) => Cached::Summary(summary),
+                    Err(e) => Cached::Unreadable(e.to_string()),
+                };
+                cache.insert(version.version_id.clone(), entry);
+            }
+        }
+        // Every summary of the window is known now (a guess that could not be read aside).
+        let infos = ctx
+            .summarize(&window, &mut cache, &hidden, Depth::Head)
+            .await?;
         if let Err(e) = saved.and_then(|()| cache.save()) {
             tracing::warn!("could not write the summary cache: {e}");
         }
@@ -99,12 +139,13 @@ impl Endpoints {
             (Some(g), Some(text)) if g.version_id == target.version_id => text,
             _ => ctx.read_text(&target).await?,
         };
-        Ok(Resolved::Endpoints(Endpoints {
+        Ok(Resolved::Endpoints(Box::new(Endpoints {
             current,
             target,
             current_text,
             target_text,
-        }))
+            unfinished: unfinished.map_err(Error::from),
+        })))
     }
 
     /// Both states, parsed; a target from another lineage is refused unless allowed.
@@ -173,15 +214,12 @@ pub(crate) fn user_var_files(files: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
         .collect()
 }
 
-/// The terraform binary a state-changing command runs, checked before anything changes: it
-/// must be able to read a state that `target_terraform` wrote, and the working directory is
-/// initialized if it is not yet. Returns the binary and its version.
-pub(crate) async fn prepare_terraform(
+/// The terraform binary a state-changing command runs and its version: asked while preflight
+/// reads S3 (`terraform version` takes a process start), checked by `prepare_terraform`.
+pub(crate) async fn find_terraform(
     ctx: &Context,
     flag: Option<&Path>,
     interrupt: tokio::sync::watch::Receiver<bool>,
-    target: &VersionId,
-    target_terraform: &str,
 ) -> Result<(Terraform, String), Error> {
     let settings = &ctx.settings;
     let pinned = Pinned {
@@ -191,6 +229,20 @@ pub(crate) async fn prepare_terraform(
     };
     let mut terraform = Terraform::locate(flag, None, pinned, interrupt)?;
     let version = terraform.version().await?;
+    Ok((terraform, version))
+}
+
+/// The terraform binary `find_terraform` found, checked before anything changes: it must be
+/// able to read a state that `target_terraform` wrote, and the working directory is
+/// initialized if it is not yet. Returns the binary and its version.
+pub(crate) async fn prepare_terraform(
+    ctx: &Context,
+    found: (Terraform, String),
+    target: &VersionId,
+    target_terraform: &str,
+) -> Result<(Terraform, String), Error> {
+    let settings = &ctx.settings;
+    let (mut terraform, version) = found;
     if crate::terraform::is_newer(target_terraform, &version) {
         return Err(Refusal::TerraformTooOld {
             version: target.clone(),
@@ -216,4 +268,16 @@ pub(crate) async fn prepare_terraform(
         .into());
     }
     Ok((terraform, version))
+}
+
+impl Endpoints {
+    /// The current state as preflight read it, for the snapshot to check again under the lock
+    /// (taking its body: nothing else needs it by then).
+    pub(crate) fn found(&mut self) -> Fetched {
+        Fetched {
+            body: std::mem::take(&mut self.current_text).into_bytes(),
+            etag: self.current.etag.clone(),
+            version_id: Some(self.current.version_id.clone()),
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::operation::report::{Report, Status};
 use crate::store::journal::{Step, StepStatus};
 
 pub(crate) async fn run(ctx: &Context, args: &RecoverArgs) -> Result<Outcome, Error> {
+    ctx.store.look_up_caller();
     let mut audit = Audit::new("recover".into());
     let result = recover(ctx, args, &mut audit).await.map(Outcome::Done);
     audit.conclude(ctx, &result).await;
@@ -128,7 +129,7 @@ async fn recover(ctx: &Context, args: &RecoverArgs, audit: &mut Audit) -> Result
         op.skip(Step::Recover);
         ctx.printer.note("recover    the interrupted rollback never reached the apply: the state was not changed");
     }
-    op.begin(Step::Unlock).await?;
+    op.begin_brief(Step::Unlock).await?;
     op.close().await?;
 
     let mut report = Report::new(Status::Recovered, &op.journal, ctx.location());

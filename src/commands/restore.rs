@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::cli::RestoreArgs;
 use crate::commands::audit::Audit;
 use crate::commands::preflight::{
-    Endpoints, Resolved, prepare_terraform, target_still, user_var_files,
+    Endpoints, Resolved, find_terraform, prepare_terraform, target_still, user_var_files,
 };
 use crate::commands::prompt::{approve, require_answerable};
 use crate::commands::{Context, Outcome};
@@ -21,11 +21,13 @@ use crate::operation::signals::interrupts;
 use crate::operation::{Operation, Verb};
 use crate::render::{DiffView, Endpoint, render_diff};
 use crate::store::journal::{Step, StepStatus};
+use crate::store::s3::{Fetched, S3Error};
 use crate::terraform::{self, Terraform};
 
 pub(crate) async fn run(ctx: &Context, args: &RestoreArgs) -> Result<Outcome, Error> {
     // `@-2h` is recorded as the moment it meant, never to be read against another clock.
     let command = Verb::Restore.command(&args.version.pinned(ctx.now));
+    ctx.store.look_up_caller();
     let mut audit = Audit::reported(command.clone(), args.run.report.clone());
     let result = restore(ctx, args, command, &mut audit).await;
     audit.conclude(ctx, &result).await;
@@ -42,7 +44,19 @@ async fn restore(
     let started = Instant::now();
     require_answerable(ctx.terminal, args.run.auto_approve, args.dry_run)?;
     let location = ctx.location();
-    let ends = match Endpoints::read(ctx, &args.version, "restore").await? {
+    // terraform is asked its version while S3 is read, when the restore will plan.
+    let plans = !args.no_plan && !args.dry_run;
+    let (ends, found_terraform) =
+        tokio::join!(Endpoints::read(ctx, &args.version, "restore"), async {
+            if plans {
+                Some(
+                    find_terraform(ctx, args.run.terraform_bin.as_deref(), interrupt.clone()).await,
+                )
+            } else {
+                None
+            }
+        });
+    let mut ends = match ends? {
         Resolved::Endpoints(ends) => ends,
         Resolved::AlreadyThere { reason } => return Ok(Outcome::NothingToDo { reason }),
     };
@@ -107,19 +121,17 @@ async fn restore(
         )?));
     }
 
-    let mut terraform = if args.no_plan {
-        None
-    } else {
-        Some(
+    let mut terraform = match found_terraform {
+        None => None,
+        Some(found) => Some(
             prepare_terraform(
                 ctx,
-                args.run.terraform_bin.as_deref(),
-                interrupt.clone(),
+                found?,
                 &target.version_id,
                 &target_state.terraform_version,
             )
             .await?,
-        )
+        ),
     };
     let var_args = terraform::var_args(&user_var_files(&args.var_files)?, &args.vars, None);
 
@@ -130,12 +142,20 @@ async fn restore(
         .as_ref()
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    op.start(tf_version, args.run.lock_timeout, args.run.no_lock)
-        .await?;
+    let unfinished = std::mem::replace(&mut ends.unfinished, Ok(None));
+    op.start(
+        tf_version,
+        args.run.lock_timeout,
+        args.run.no_lock,
+        unfinished?,
+    )
+    .await?;
+    let preflight_current = ends.current.version_id.clone();
+    let found = ends.found();
     let result = locked(
         ctx,
         args,
-        &current.version_id,
+        (&preflight_current, found),
         &mut op,
         ends.target_text.as_bytes(),
         terraform.as_mut().map(|(tf, _)| tf),
@@ -151,7 +171,7 @@ async fn restore(
     let unfinished = match restored.unfinished {
         Some(why) => Some(why),
         None => async {
-            op.begin(Step::Unlock).await?;
+            op.begin_brief(Step::Unlock).await?;
             op.close().await
         }
         .await
@@ -216,18 +236,20 @@ struct Restored {
     unfinished: Option<String>,
 }
 
+/// Under the lock: the snapshot, the prompt, the write and the follow-up plan. `preflight`
+/// is the current state as preflight read it.
 async fn locked(
     ctx: &Context,
     args: &RestoreArgs,
-    preflight_current: &VersionId,
+    preflight: (&VersionId, Fetched),
     op: &mut Operation<'_>,
     target_body: &[u8],
     terraform: Option<&mut Terraform>,
     var_args: &[String],
 ) -> Result<Restored, Error> {
     let printer = op.printer();
-    op.begin(Step::Snapshot).await?;
-    let snapshot = op.snapshot().await?;
+    let (preflight_current, found) = preflight;
+    let (snapshot, current) = op.snapshot(found).await?;
     printer.note(&format!(
         "snapshot   {} (serial {})",
         snapshot.file, snapshot.serial
@@ -236,7 +258,12 @@ async fn locked(
         printer.note("note: the state changed while the lock was being taken; checking again");
         target_still(ctx, &args.version, &op.journal.target.version_id).await?;
     }
-    op.begin(Step::Confirm).await?;
+    // Nobody is asked with --auto-approve: the step ends at once.
+    if args.run.auto_approve {
+        op.begin_brief(Step::Confirm).await?;
+    } else {
+        op.begin(Step::Confirm).await?;
+    }
     let interrupt = op.interrupt();
     approve(
         args.run.auto_approve,
@@ -249,10 +276,8 @@ async fn locked(
     )
     .await?;
     op.begin(Step::Restore).await?;
-    let current = op.current().await?;
-    if current.version_id.as_ref() != Some(&snapshot.version_id) {
-        return Err(Refusal::ChangedAfterSnapshot.into());
-    }
+    // Written over the snapshot, conditional on its ETag: a write since (someone ignoring the
+    // lock, during the prompt) fails it, and nothing is overwritten.
     let new_version = match op.write_state(target_body, &current).await {
         Ok(written) => written.version_id,
         // Written, but terraform will refuse it until the digest is right: the lock stays
@@ -267,6 +292,9 @@ async fn locked(
                 plan_error: None,
                 unfinished: Some(e.render()),
             });
+        }
+        Err(Error::S3(source @ S3Error::PreconditionFailed { .. })) => {
+            return Err(Refusal::ChangedAfterSnapshot { source }.into());
         }
         Err(e) => return Err(e),
     };

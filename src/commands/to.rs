@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use crate::cli::ToArgs;
 use crate::commands::audit::Audit;
 use crate::commands::preflight::{
-    Endpoints, Resolved, prepare_terraform, same_lineage, target_still, user_var_files,
+    Endpoints, Resolved, find_terraform, prepare_terraform, same_lineage, target_still,
+    user_var_files,
 };
 use crate::commands::prompt::{approve, require_answerable};
 use crate::commands::{Context, Outcome};
@@ -27,7 +28,8 @@ use crate::operation::signals::interrupts;
 use crate::operation::{Operation, Verb};
 use crate::probe::{Probe, Prober, prepare_all};
 use crate::store::fsx::{self, absolute};
-use crate::store::journal::{Step, StepStatus};
+use crate::store::journal::{Journal, Step, StepStatus};
+use crate::store::s3::Fetched;
 use crate::terraform::{self, ApplyEvent, PlanSummary, Terraform};
 use crate::workdir;
 
@@ -38,6 +40,11 @@ struct Prepared {
     target_lineage: String,
     target_outputs: BTreeMap<String, Output>,
     current: VersionRef,
+    /// The current state as preflight read it: the snapshot checks it again under the lock
+    /// (and takes it).
+    found: Fetched,
+    /// What preflight found of a rollback left unfinished (`Operation::start` refuses it).
+    unfinished: Result<Option<Journal>, Error>,
     mapping: Mapping,
     terraform: Terraform,
     terraform_version: String,
@@ -86,6 +93,7 @@ async fn run_with(
 ) -> (Result<Outcome, Error>, Option<Report>) {
     // `@-2h` is recorded as the moment it meant, never to be read against another clock.
     let command = Verb::To.command(&args.version.pinned(ctx.now));
+    ctx.store.look_up_caller();
     let embedded = auto.is_some();
     let (mut audit, interrupt, expect_current) = match auto {
         Some(auto) => {
@@ -148,10 +156,12 @@ async fn roll_back(
         "preflight  target {} (serial {}), current {}",
         prepared.target.version_id, prepared.target_serial, prepared.current.version_id
     ));
+    let unfinished = std::mem::replace(&mut prepared.unfinished, Ok(None));
     op.start(
         prepared.terraform_version.clone(),
         args.run.lock_timeout,
         args.run.no_lock,
+        unfinished?,
     )
     .await?;
     ctx.printer.note("lock       held");
@@ -252,7 +262,12 @@ impl Rollback<'_> {
             plan: Some(counts.clone()),
             ..base
         };
-        op.begin(Step::Confirm).await?;
+        // Nobody is asked with --auto-approve or --dry-run: the step ends at once.
+        if self.args.run.auto_approve || self.args.dry_run {
+            op.begin_brief(Step::Confirm).await?;
+        } else {
+            op.begin(Step::Confirm).await?;
+        }
         if self.args.dry_run {
             self.ctx
                 .printer
@@ -306,9 +321,9 @@ impl Rollback<'_> {
         })
     }
 
-    async fn snapshot(&self, op: &mut Operation<'_>) -> Result<(), Error> {
-        op.begin(Step::Snapshot).await?;
-        let snap = op.snapshot().await?;
+    async fn snapshot(&mut self, op: &mut Operation<'_>) -> Result<(), Error> {
+        let found = std::mem::take(&mut self.prepared.found);
+        let (snap, _) = op.snapshot(found).await?;
         if snap.version_id != self.prepared.current.version_id {
             self.ctx
                 .printer
@@ -337,7 +352,7 @@ impl Rollback<'_> {
         &self,
         op: &mut Operation<'_>,
     ) -> Result<(PathBuf, Vec<String>, Vec<VariableChange>), Error> {
-        op.begin(Step::Tfvars).await?;
+        op.begin_brief(Step::Tfvars).await?;
         let mapping = &self.prepared.mapping;
         let var_file = write_var_file(&self.prepared.var_file, mapping)?;
         let variables = variable_changes(mapping);
@@ -476,12 +491,19 @@ impl Rollback<'_> {
     }
 
     /// The mapped outputs now hold VERSION's values, and a follow-up plan shows no changes.
+    /// The state terraform wrote is read while the follow-up plan runs.
     async fn verify(
         &mut self,
         op: &mut Operation<'_>,
         var_args: &[String],
     ) -> Result<Option<VersionId>, Error> {
-        let now = op.current().await?;
+        let verify_plan = op.local_file("plans", "-verify.tfplan")?;
+        let (now, follow_up) = tokio::join!(
+            op.current(),
+            self.prepared.terraform.plan(var_args, &verify_plan)
+        );
+        let _ = std::fs::remove_file(&verify_plan);
+        let now = now?;
         let text = String::from_utf8(now.body).unwrap_or_default();
         let version = now.version_id.clone().unwrap_or_else(VersionId::null);
         let state = self.ctx.parse(&version, &text)?;
@@ -500,9 +522,6 @@ impl Rollback<'_> {
                 .into());
             }
         }
-        let verify_plan = op.local_file("plans", "-verify.tfplan")?;
-        let follow_up = self.prepared.terraform.plan(var_args, &verify_plan).await;
-        let _ = std::fs::remove_file(&verify_plan);
         if follow_up?.has_changes() {
             return Err(Refusal::NotConverged.into());
         }
@@ -573,7 +592,7 @@ async fn finish(
     };
     if held.is_none() {
         let closed = async {
-            op.begin(Step::Unlock).await?;
+            op.begin_brief(Step::Unlock).await?;
             op.close().await
         }
         .await;
@@ -694,7 +713,11 @@ async fn preflight(
     expect_current: Option<VersionId>,
 ) -> Result<Result<Prepared, String>, Error> {
     require_answerable(ctx.terminal, args.run.auto_approve, args.dry_run)?;
-    let ends = match Endpoints::read(ctx, &args.version, "roll back").await? {
+    let (ends, found_terraform) = tokio::join!(
+        Endpoints::read(ctx, &args.version, "roll back"),
+        find_terraform(ctx, args.run.terraform_bin.as_deref(), interrupt)
+    );
+    let mut ends = match ends? {
         Resolved::Endpoints(ends) => ends,
         Resolved::AlreadyThere { reason } => return Ok(Err(reason)),
     };
@@ -742,8 +765,7 @@ async fn preflight(
 
     let (terraform, terraform_version) = prepare_terraform(
         ctx,
-        args.run.terraform_bin.as_deref(),
-        interrupt,
+        found_terraform?,
         &target.version_id,
         &target_state.terraform_version,
     )
@@ -767,14 +789,20 @@ async fn preflight(
             .clone()
             .unwrap_or_else(|| ctx.settings.workdir.join("tfrollback.tfvars.json")),
     );
+    let target_serial = target_state.serial;
+    let target_lineage = target_state.lineage.clone();
+    let target_outputs = target_state.outputs.clone();
+    let current = VersionRef {
+        version_id: ends.current.version_id.clone(),
+        serial: current_state.serial,
+    };
     Ok(Ok(Prepared {
-        target_serial: target_state.serial,
-        target_lineage: target_state.lineage.clone(),
-        target_outputs: target_state.outputs.clone(),
-        current: VersionRef {
-            version_id: ends.current.version_id.clone(),
-            serial: current_state.serial,
-        },
+        target_serial,
+        target_lineage,
+        target_outputs,
+        current,
+        found: ends.found(),
+        unfinished: std::mem::replace(&mut ends.unfinished, Ok(None)),
         target,
         mapping,
         terraform,

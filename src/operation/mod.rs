@@ -4,6 +4,7 @@
 //! serial = current + 1, the same lineage, the backend's encryption and the DynamoDB digest, so
 //! terraform accepts the result. It knows nothing of the commands: they hand it an `Engine`.
 
+mod queue;
 pub(crate) mod report;
 pub(crate) mod signals;
 
@@ -24,7 +25,8 @@ use crate::store::journal::{
     Heartbeat, Journal, LOCAL_DIR, Snapshot, Step, StepRecord, StepStatus, local_dir,
 };
 use crate::store::lock::{HeldLock, LockInfo};
-use crate::store::s3::{Condition, Fetched, Written};
+use crate::store::s3::{Condition, Fetched, Reread, Written};
+use queue::JournalQueue;
 
 /// What the engine needs of a run, as plain references: the store, the printer, the working
 /// directory (local snapshots and journal), who runs it, and the failpoint test seam.
@@ -40,6 +42,13 @@ pub(crate) struct Engine<'a> {
 }
 
 impl Engine<'_> {
+    /// Whether the failpoint seam stops the operation at `step`.
+    fn stops_at(&self, step: &str) -> bool {
+        self.failpoint
+            .and_then(|spec| spec.split_once('='))
+            .is_some_and(|(at, _)| at == step)
+    }
+
     /// A test seam for the crash-safety suite: `TFROLLBACK_FAILPOINT=STEP=pause` stops the
     /// operation for good right after the journal records STEP (so a test can kill it at
     /// exactly that point), and `STEP=wait:PATH` holds it there until PATH exists. Unset, it
@@ -95,6 +104,8 @@ pub(crate) struct Operation<'a> {
     /// Ctrl-C and friends (`signals::interrupts`): a wait for the lock ends at once.
     interrupt: watch::Receiver<bool>,
     step_started: Option<Instant>,
+    /// The journal's writes next to the state still under way.
+    queue: JournalQueue,
 }
 
 impl<'a> Operation<'a> {
@@ -127,6 +138,7 @@ impl<'a> Operation<'a> {
             heartbeat: None,
             interrupt: never_interrupted(),
             step_started: None,
+            queue: JournalQueue::default(),
         };
         op.journal.steps.push(StepRecord {
             name: Step::Preflight,
@@ -147,6 +159,7 @@ impl<'a> Operation<'a> {
             heartbeat: None,
             interrupt: never_interrupted(),
             step_started: None,
+            queue: JournalQueue::default(),
         }
     }
 
@@ -190,12 +203,15 @@ impl<'a> Operation<'a> {
     /// Takes the lock for the operation (after its preflight); when that fails the operation
     /// is closed and the error returned, nothing having changed. A rollback left unfinished
     /// on this state (running, or interrupted) is refused before anything is written: its
-    /// journal is what `recover` needs.
+    /// journal is what `recover` needs. `unfinished` is what `Store::unfinished` found during
+    /// preflight, alongside its other reads (a journal can appear only under the lock, which
+    /// this operation then cannot take).
     pub(crate) async fn start(
         &mut self,
         terraform_version: String,
         timeout: Duration,
         no_lock: bool,
+        unfinished: Option<Journal>,
     ) -> Result<(), Error> {
         if !self.store().locker.enabled() && !no_lock {
             return Err(Refusal::NoLock {
@@ -203,7 +219,7 @@ impl<'a> Operation<'a> {
             }
             .into());
         }
-        if let Some(other) = self.store().unfinished().await? {
+        if let Some(other) = unfinished {
             return Err(Refusal::Unfinished {
                 operation_id: other.operation_id,
                 command: other.command,
@@ -232,7 +248,33 @@ impl<'a> Operation<'a> {
 
     /// Starts a step: records it in the journal before anything of it runs. Before the lock is
     /// held only the local journal is written, so another operation's journal is never touched.
+    /// Under the lock the local journal is written at once and the one next to the state in
+    /// the background (`queue`); a step that may change the state (the apply, a restore)
+    /// starts only once that has landed.
     pub(crate) async fn begin(&mut self, step: Step) -> Result<(), Error> {
+        self.note(step)?;
+        if self.owns_journal() {
+            self.queue.push(&self.store().journals, &self.journal);
+        }
+        if step.changes_state() {
+            self.queue.flush().await?;
+        }
+        self.failpoint(step.name()).await
+    }
+
+    /// Starts a step that ends at once and changes nothing (writing the var file, a
+    /// confirmation nobody is asked for): recorded in the working directory at once, and next
+    /// to the state with the next step that waits on something. The unlock step is one too:
+    /// `close` lets go of the lock once the journal is up to date, and killed while unlocking,
+    /// `recover` does the same whichever step the copy next to the state names last (it keeps
+    /// the state and releases the lock).
+    pub(crate) async fn begin_brief(&mut self, step: Step) -> Result<(), Error> {
+        self.note(step)?;
+        self.failpoint(step.name()).await
+    }
+
+    /// Records `step` as running in the local journal only.
+    fn note(&mut self, step: Step) -> Result<(), Error> {
         self.finish_step(StepStatus::Ok);
         self.journal.steps.push(StepRecord {
             name: step,
@@ -241,8 +283,25 @@ impl<'a> Operation<'a> {
             duration_ms: 0,
         });
         self.step_started = Some(Instant::now());
-        self.save().await?;
-        self.engine.failpoint(step.name()).await;
+        let journals = &self.store().journals;
+        if self.owns_journal() {
+            journals.write_local(&self.journal)?;
+        } else {
+            journals.write_pending(&self.journal)?;
+        }
+        Ok(())
+    }
+
+    /// The failpoint seam at `step`: where it stops the operation, the journal has landed next
+    /// to the state first, so a test that kills it there finds the step recorded.
+    async fn failpoint(&mut self, step: &str) -> Result<(), Error> {
+        if self.engine.stops_at(step) {
+            if self.owns_journal() {
+                self.queue.push(&self.store().journals, &self.journal);
+            }
+            self.queue.flush().await?;
+            self.engine.failpoint(step).await;
+        }
         Ok(())
     }
 
@@ -268,17 +327,19 @@ impl<'a> Operation<'a> {
         });
     }
 
-    /// Writes the journal: next to the state and in the working directory while the lock is
-    /// held (or, with no lock configured, once there is a snapshot to restore); before that,
-    /// only to this operation's own pending file, so no other operation's journal is touched.
-    pub(crate) async fn save(&self) -> Result<(), Error> {
+    /// Writes the journal and waits until it landed: next to the state and in the working
+    /// directory while the lock is held (or, with no lock configured, once there is a snapshot
+    /// to restore); before that, only to this operation's own pending file, so no other
+    /// operation's journal is touched.
+    pub(crate) async fn save(&mut self) -> Result<(), Error> {
         let journals = &self.store().journals;
         if self.owns_journal() {
-            journals.write(&self.journal).await?;
+            journals.write_local(&self.journal)?;
+            self.queue.push(journals, &self.journal);
         } else {
             journals.write_pending(&self.journal)?;
         }
-        Ok(())
+        Ok(self.queue.flush().await?)
     }
 
     fn owns_journal(&self) -> bool {
@@ -328,19 +389,21 @@ impl<'a> Operation<'a> {
             .await?;
         self.held = Some(held);
         self.held_once = true;
-        self.beat().await?;
-        self.save().await
+        // The pending journal names the lock until the first journal next to the state, which
+        // waits for the first beat, lands (see `snapshot`).
+        self.beat();
+        Ok(())
     }
 
-    /// Starts the heartbeat of a lock just taken or adopted.
-    async fn beat(&mut self) -> Result<(), Error> {
-        let beat = self
+    /// Starts the heartbeat of a lock just taken or adopted; the journal's next write waits
+    /// for its first beat.
+    fn beat(&mut self) {
+        let (beat, first) = self
             .store()
             .journals
-            .start_heartbeat(&self.journal.operation_id, self.engine.heartbeat)
-            .await?;
+            .start_heartbeat(&self.journal.operation_id, self.engine.heartbeat);
         self.heartbeat = Some(beat);
-        Ok(())
+        self.queue.after(first);
     }
 
     /// Adopts the lock of an interrupted operation when its ID is the one the journal
@@ -357,17 +420,20 @@ impl<'a> Operation<'a> {
         {
             self.held = Some(recorded);
             self.held_once = true;
-            self.beat().await?;
+            self.beat();
+            self.queue.flush().await?;
             return Ok(true);
         }
         let operation = format!("tfrollback recover {}", self.journal.operation_id);
         self.lock(operation, terraform_version, timeout).await?;
+        self.queue.flush().await?;
         Ok(false)
     }
 
     /// Lets go of the lock (and its heartbeat) without finishing the journal: the operation
     /// is left for a later decision.
     pub(crate) async fn release(&mut self) -> Result<(), Error> {
+        self.queue.flush().await?;
         if let Some(beat) = self.heartbeat.take() {
             self.store().journals.stop_heartbeat(beat).await;
         }
@@ -384,13 +450,46 @@ impl<'a> Operation<'a> {
         Ok(())
     }
 
-    /// Reads the current state under the lock and saves it locally (0600) as the snapshot.
-    pub(crate) async fn snapshot(&mut self) -> Result<Snapshot, Error> {
-        let current = self.current().await?;
+    /// The snapshot step: the current state under the lock, saved locally (0600) and named by
+    /// the journal. `found` is the current state as preflight read it: it is asked again only
+    /// if it changed (`If-None-Match` on its ETag), while the first beat of the heartbeat is
+    /// written; the first journal next to the state follows both. Returns the snapshot and
+    /// the state it holds (what a write over it is conditional on).
+    pub(crate) async fn snapshot(&mut self, found: Fetched) -> Result<(Snapshot, Fetched), Error> {
+        self.note(Step::Snapshot)?;
+        let store = self.store();
+        let objects = &store.objects;
+        let reread = async {
+            match &found.etag {
+                Some(etag) => objects.get_unless(objects.key(), etag).await,
+                None => objects.get(objects.key()).await.map(|now| match now {
+                    Some(now) => Reread::Changed(now),
+                    None => Reread::Absent,
+                }),
+            }
+        };
+        let (beat, now) = tokio::join!(self.queue.flush(), reread);
+        beat?;
+        let current = match now? {
+            Reread::Unchanged { version_id }
+                if version_id.is_none() || version_id == found.version_id =>
+            {
+                found
+            }
+            // The same bytes written again as another version: that one is current.
+            Reread::Unchanged { .. } => self.current().await?,
+            Reread::Changed(now) => now,
+            Reread::Absent => {
+                return Err(Refusal::StateMissing {
+                    location: store.location(),
+                }
+                .into());
+            }
+        };
         let version_id = current.version_id.clone().unwrap_or_else(VersionId::null);
         let summary = state::summarize(&current.body).map_err(|source| Error::State {
             version: version_id.clone(),
-            location: self.store().location(),
+            location: store.location(),
             source,
         })?;
         let dir = PathBuf::from(LOCAL_DIR).join("snapshots");
@@ -412,9 +511,17 @@ impl<'a> Operation<'a> {
             etag: current.etag.clone().unwrap_or_default(),
             file: file.display().to_string(),
         };
+        // Recorded in the working directory now, next to the state with the next step that
+        // waits on something (the plan, a prompt, the restore's write).
         self.journal.snapshot = Some(snapshot.clone());
-        self.save().await?;
-        Ok(snapshot)
+        let journals = &store.journals;
+        if self.owns_journal() {
+            journals.write_local(&self.journal)?;
+        } else {
+            journals.write_pending(&self.journal)?;
+        }
+        self.failpoint(Step::Snapshot.name()).await?;
+        Ok((snapshot, current))
     }
 
     /// The state object as it is now.
@@ -431,10 +538,12 @@ impl<'a> Operation<'a> {
     /// Writes `content` as the new current state over `over`: serial = over's serial + 1,
     /// conditional on over's ETag, then the DynamoDB digest.
     pub(crate) async fn write_state(
-        &self,
+        &mut self,
         content: &[u8],
         over: &Fetched,
     ) -> Result<Written, Error> {
+        // The journal is next to the state before the state changes.
+        self.queue.flush().await?;
         let store = self.store();
         let location = store.location();
         let over_serial = state::summarize(&over.body)
@@ -513,8 +622,20 @@ impl<'a> Operation<'a> {
     /// Ends the operation: the lock released and the journal marked finished. An operation
     /// that never held the lock only forgets its pending journal: the shared journal, if
     /// there is one, belongs to whoever holds or held the lock.
+    ///
+    /// Every journal write lands before the lock goes. Once the state may have changed, one
+    /// that cannot is an error and the lock stays, for `recover`; before, the state is as it
+    /// was found and the lock may go all the same. The heartbeat goes before the lock (a beat
+    /// deleted after it could be the next holder's), the journal after it (a lock whose journal
+    /// is gone is one nobody can finish).
     pub(crate) async fn close(&mut self) -> Result<(), Error> {
         self.finish_step(StepStatus::Ok);
+        if let Err(e) = self.queue.flush().await {
+            if self.journal.apply_started() {
+                return Err(e.into());
+            }
+            tracing::warn!("the journal next to the state could not be brought up to date: {e}");
+        }
         let owned = self.held_once || self.owns_journal();
         if let Some(beat) = self.heartbeat.take() {
             self.store().journals.stop_heartbeat(beat).await;

@@ -181,6 +181,8 @@ pub(crate) enum JournalError {
     },
     #[error("the journal at {place} is not readable: {detail}")]
     Corrupt { place: String, detail: String },
+    #[error("a write next to the state was cancelled before it finished")]
+    Cancelled,
 }
 
 /// A running operation's sign of life, next to the state: written when it takes the lock and
@@ -217,6 +219,15 @@ pub(crate) struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Whether the first beat of a heartbeat landed: awaited once.
+pub(crate) struct FirstBeat(tokio::sync::oneshot::Receiver<Result<(), JournalError>>);
+
+impl FirstBeat {
+    pub(crate) async fn landed(self) -> Result<(), JournalError> {
+        self.0.await.unwrap_or(Err(JournalError::Cancelled))
+    }
+}
+
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         self.task.abort();
@@ -250,13 +261,15 @@ impl JournalStore {
         format!("{}.tfrollback/heartbeat.json", self.store.key())
     }
 
-    /// Starts beating for `operation_id` every `interval` (the first beat is written before
-    /// this returns, so the lock is never held without one).
-    pub(crate) async fn start_heartbeat(
+    /// Starts beating for `operation_id` every `interval`. The first beat is written at once;
+    /// the receiver says when it landed (or why not). Until it has, the operation must write no
+    /// journal next to the state and change nothing: a lock whose journal can be found but
+    /// whose operation has no beat is one `recover` may take over.
+    pub(crate) fn start_heartbeat(
         &self,
         operation_id: &str,
         interval: std::time::Duration,
-    ) -> Result<Heartbeat, JournalError> {
+    ) -> (Heartbeat, FirstBeat) {
         let beat = move |store: StateStore, key: String, operation_id: String| async move {
             let body = serde_json::to_vec(&Beat {
                 operation_id,
@@ -266,18 +279,19 @@ impl JournalStore {
             .unwrap_or_default();
             store.put(&key, body, &Condition::None).await.map(|_| ())
         };
-        beat(
-            self.store.clone(),
-            self.heartbeat_key(),
-            operation_id.to_string(),
-        )
-        .await?;
         let (store, key, id) = (
             self.store.clone(),
             self.heartbeat_key(),
             operation_id.to_string(),
         );
+        let (landed, first) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
+            let written = beat(store.clone(), key.clone(), id.clone()).await;
+            let failed = written.is_err();
+            let _ = landed.send(written.map_err(JournalError::from));
+            if failed {
+                return;
+            }
             loop {
                 tokio::time::sleep(interval).await;
                 if let Err(e) = beat(store.clone(), key.clone(), id.clone()).await {
@@ -285,7 +299,7 @@ impl JournalStore {
                 }
             }
         });
-        Ok(Heartbeat { task })
+        (Heartbeat { task }, FirstBeat(first))
     }
 
     /// Stops beating and removes the beat: the operation is over.
@@ -354,16 +368,21 @@ impl JournalStore {
         write_private(local_dir(&self.workdir, ""), "journal.json", journal)
     }
 
-    /// Writes both copies; S3 first, since it survives the machine.
     /// Writes both copies. The local one first: when S3 cannot be written, the working
     /// directory still knows the latest step (`load` takes the copy that knows more).
     pub(crate) async fn write(&self, journal: &Journal) -> Result<(), JournalError> {
-        let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
         let local = self.write_local(journal);
+        self.write_remote(journal).await?;
+        local
+    }
+
+    /// Writes the copy next to the state (the local one is written apart, at once). Once it
+    /// landed, the operation's pending journal is no longer needed: this one names its lock.
+    pub(crate) async fn write_remote(&self, journal: &Journal) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
         self.store
             .put(&self.s3_key(), bytes, &Condition::None)
             .await?;
-        local?;
         self.remove_pending(&journal.operation_id);
         Ok(())
     }

@@ -510,21 +510,29 @@ impl Locker {
         }
     }
 
-    /// Releases a lock this tool holds (DynamoDB first, then the lock file). A lock whose ID
-    /// is not ours is left alone. Returns whether anything of ours was released.
+    /// Releases a lock this tool holds (the DynamoDB item and the lock file at once: each is
+    /// released only if it still holds our ID). A lock whose ID is not ours is left alone.
+    /// Returns whether anything of ours was released.
     pub(crate) async fn release(&self, held: &HeldLock) -> Result<bool, LockError> {
-        let mut released = false;
-        if held.dynamodb
-            && let Some(table) = &self.table
-        {
-            released |= table
-                .delete_lock(&self.lock_id(), &held.info.to_json())
-                .await?;
-        }
-        if held.lockfile {
-            released |= self.release_lockfile(&held.info).await?;
-        }
-        Ok(released)
+        let dynamodb = async {
+            match &self.table {
+                Some(table) if held.dynamodb => {
+                    table
+                        .delete_lock(&self.lock_id(), &held.info.to_json())
+                        .await
+                }
+                _ => Ok(false),
+            }
+        };
+        let lockfile = async {
+            if held.lockfile {
+                self.release_lockfile(&held.info).await
+            } else {
+                Ok(false)
+            }
+        };
+        let (dynamodb, lockfile) = tokio::join!(dynamodb, lockfile);
+        Ok(dynamodb? | lockfile?)
     }
 
     /// Who holds the lock now, if anyone.

@@ -15,6 +15,7 @@ pub(crate) mod s3;
 pub(crate) mod summaries;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::backend::Backend;
@@ -65,6 +66,8 @@ pub(crate) struct Store {
     backend: Backend,
     cache_dir: Option<PathBuf>,
     endpoint: Option<String>,
+    /// The caller lookup once started (`look_up_caller`), for `caller_arn` to await.
+    caller: Arc<Mutex<Option<tokio::task::JoinHandle<Option<String>>>>>,
 }
 
 impl Store {
@@ -90,6 +93,7 @@ impl Store {
             backend,
             cache_dir: options.cache_dir,
             endpoint,
+            caller: Arc::default(),
         })
     }
 
@@ -135,8 +139,34 @@ impl Store {
         Alarms::new(&self.aws)
     }
 
-    /// The AWS caller's ARN, when STS answers within a few seconds (history names it).
+    /// Starts looking up the AWS caller (`caller_arn`) in the background: the history record
+    /// names it at the very end, so the request need not wait until then.
+    pub(crate) fn look_up_caller(&self) {
+        let mut caller = self
+            .caller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if caller.is_none() {
+            let store = self.clone();
+            *caller = Some(tokio::spawn(async move { store.ask_caller().await }));
+        }
+    }
+
+    /// The AWS caller's ARN, when STS answers within a few seconds (history names it): the
+    /// lookup started by `look_up_caller`, else a new one.
     pub(crate) async fn caller_arn(&self) -> Option<String> {
+        let started = self
+            .caller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match started {
+            Some(lookup) => lookup.await.ok().flatten(),
+            None => self.ask_caller().await,
+        }
+    }
+
+    async fn ask_caller(&self) -> Option<String> {
         let mut sts = aws_sdk_sts::config::Builder::from(&self.aws);
         if let Some(endpoint) = &self.backend.endpoint_sts {
             sts = sts.endpoint_url(endpoint);

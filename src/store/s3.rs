@@ -391,11 +391,22 @@ pub(crate) struct Written {
 }
 
 /// An object's current content with its ETag and version id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Fetched {
     pub(crate) body: Vec<u8>,
     pub(crate) etag: Option<String>,
     pub(crate) version_id: Option<VersionId>,
+}
+
+/// What a read conditional on an ETag found (`StateStore::get_unless`).
+#[derive(Debug, Clone)]
+pub(crate) enum Reread {
+    /// The object still has that ETag (and this version id, when the answer names it).
+    Unchanged { version_id: Option<VersionId> },
+    /// Its content now, with its ETag and version id.
+    Changed(Fetched),
+    /// There is no such object.
+    Absent,
 }
 
 impl StateStore {
@@ -498,8 +509,28 @@ impl StateStore {
 
     /// The current content of an object next to the state, or None when there is none.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Fetched>, S3Error> {
+        Ok(match self.get_unless_tagged(key, None).await? {
+            Reread::Changed(fetched) => Some(fetched),
+            // Without a condition nothing is ever unchanged.
+            Reread::Absent | Reread::Unchanged { .. } => None,
+        })
+    }
+
+    /// The current content of `key` unless it still has ETag `etag` (`If-None-Match`): proves a
+    /// body already read is still current without sending it again. A server that ignores the
+    /// condition sends the body (`Changed`, with the version id to compare).
+    pub(crate) async fn get_unless(&self, key: &str, etag: &str) -> Result<Reread, S3Error> {
+        self.get_unless_tagged(key, Some(etag)).await
+    }
+
+    async fn get_unless_tagged(&self, key: &str, etag: Option<&str>) -> Result<Reread, S3Error> {
         let target = format!("s3://{}/{key}", self.bucket);
-        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_none_match(etag.map(str::to_string));
         if let Encryption::CustomerKey(k) = &self.encryption {
             req = req
                 .sse_customer_algorithm("AES256")
@@ -509,9 +540,20 @@ impl StateStore {
         let out = match req.send().await {
             Ok(out) => out,
             Err(e) => {
+                // 304 Not Modified has no body, so no error code: its status says it all.
+                if let Some(raw) = e.raw_response()
+                    && raw.status().as_u16() == 304
+                {
+                    return Ok(Reread::Unchanged {
+                        version_id: raw
+                            .headers()
+                            .get("x-amz-version-id")
+                            .and_then(|v| VersionId::parse(v).ok()),
+                    });
+                }
                 return match classify(e, "GetObject", target) {
-                    S3Error::NoSuchKey { .. } => Ok(None),
-                    S3Error::Service { code, .. } if code == "NotFound" => Ok(None),
+                    S3Error::NoSuchKey { .. } => Ok(Reread::Absent),
+                    S3Error::Service { code, .. } if code == "NotFound" => Ok(Reread::Absent),
                     other => Err(other),
                 };
             }
@@ -522,7 +564,7 @@ impl StateStore {
             target: format!("s3://{}/{key}", self.bucket),
             detail: DisplayErrorContext(&e).to_string(),
         })?;
-        Ok(Some(Fetched {
+        Ok(Reread::Changed(Fetched {
             body: body.to_vec(),
             etag,
             version_id,

@@ -2,14 +2,15 @@
 //! for faults a real server will not produce on demand: 500/503 answers, connections cut
 //! mid-body, answers slower than the timeout, AccessDenied. One request per connection
 //! (`Connection: close`), every other byte forwarded as is. It also logs every request it
-//! forwards with the bytes of its answer's body, so a test can say which requests a command
-//! made and how much it read (`Proxy::take_seen`). Test code only.
+//! forwards with the bytes of its answer's body and when it arrived and was answered, so a
+//! test can say which requests a command made, how much it read and which of them waited for
+//! others (`Proxy::take_seen`, [`rounds`]). Test code only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The request line and headers of one request.
 #[derive(Debug, Clone)]
@@ -76,6 +77,12 @@ impl Head {
             .collect()
     }
 
+    /// Sent by tfrollback (the AWS SDK for Rust), not by terraform (the SDK for Go) or a test.
+    pub fn by_tfrollback(&self) -> bool {
+        self.header("user-agent")
+            .is_some_and(|ua| ua.contains("aws-sdk-rust"))
+    }
+
     /// The `Range` header, when the request asks for part of a body.
     pub fn range(&self) -> Option<&str> {
         self.header("range")
@@ -102,12 +109,43 @@ impl Head {
     }
 }
 
-/// One request the proxy forwarded, with the length of its answer's body.
+/// One request the proxy forwarded, with the length of its answer's body, and when (since the
+/// proxy started) its connection was accepted and its answer was sent.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub head: Head,
     pub status: u16,
     pub body_bytes: usize,
+    pub arrived: Duration,
+    pub answered: Duration,
+}
+
+/// The requests in rounds: each request goes in the round after the latest round of a request
+/// answered before it arrived, so a request that waited for another's answer is a round later
+/// and requests in flight together share one. The number of rounds is how many requests a
+/// command made one after the other: what it costs on a link where each takes a round trip.
+/// Faithful when every request takes long enough that requests sent together overlap (see
+/// [`Fault::Delay`]).
+pub fn rounds(seen: &[Seen]) -> Vec<Vec<&Seen>> {
+    let mut order: Vec<&Seen> = seen.iter().collect();
+    order.sort_by_key(|s| s.arrived);
+    let mut round_of: Vec<usize> = vec![];
+    for (i, s) in order.iter().enumerate() {
+        let after = (0..i)
+            .filter(|&j| order[j].answered <= s.arrived)
+            .map(|j| round_of[j] + 1)
+            .max()
+            .unwrap_or(0);
+        round_of.push(after);
+    }
+    let mut out: Vec<Vec<&Seen>> = vec![];
+    for (s, r) in order.into_iter().zip(round_of) {
+        if out.len() <= r {
+            out.resize_with(r + 1, Vec::new);
+        }
+        out[r].push(s);
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +234,7 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<Seen>>,
     stop: AtomicBool,
+    started: Instant,
 }
 
 pub struct Proxy {
@@ -214,6 +253,7 @@ impl Proxy {
             rules: Mutex::new(vec![]),
             seen: Mutex::new(vec![]),
             stop: AtomicBool::new(false),
+            started: Instant::now(),
         });
         let accept = Arc::clone(&shared);
         std::thread::spawn(move || {
@@ -328,6 +368,7 @@ fn read_body(reader: &mut BufReader<TcpStream>, head: &Head) -> std::io::Result<
 }
 
 fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let arrived = shared.started.elapsed();
     conn.set_read_timeout(Some(Duration::from_mins(1)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut client = conn;
@@ -399,12 +440,15 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         let _ = client.shutdown(std::net::Shutdown::Both);
         return Ok(());
     }
+    // Taken before the answer goes out: a request the client sends once it has the answer
+    // arrives after this.
+    let answered = shared.started.elapsed();
     client.write_all(&answer)?;
-    record(shared, head, &answer);
+    record(shared, head, &answer, (arrived, answered));
     Ok(())
 }
 
-fn record(shared: &Shared, head: Head, answer: &[u8]) {
+fn record(shared: &Shared, head: Head, answer: &[u8], (arrived, answered): (Duration, Duration)) {
     let head_end = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -418,5 +462,7 @@ fn record(shared: &Shared, head: Head, answer: &[u8]) {
         head,
         status,
         body_bytes: answer.len() - head_end,
+        arrived,
+        answered,
     });
 }
