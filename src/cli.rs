@@ -213,25 +213,8 @@ pub(crate) struct GuardArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) notify: Option<String>,
 
-    /// Set only the blue/green slot variable when rolling back
-    #[arg(long)]
-    pub(crate) only_slot: bool,
-
-    /// A var file terraform reads before the rollback values (repeatable)
-    #[arg(long = "var-file", value_name = "FILE")]
-    pub(crate) var_files: Vec<PathBuf>,
-
-    /// A variable terraform reads before the rollback values, as KEY=VALUE (repeatable)
-    #[arg(long = "var", value_name = "KEY=VALUE")]
-    pub(crate) vars: Vec<String>,
-
-    /// Where to write the rollback variables [default: DIR/tfrollback.tfvars.json]
-    #[arg(long, value_name = "PATH")]
-    pub(crate) var_file_out: Option<PathBuf>,
-
-    /// With --auto-approve, allow a rollback plan that destroys (or replaces) up to N resources
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) max_destroy: u64,
+    #[command(flatten)]
+    pub(crate) values: RollbackValues,
 
     #[command(flatten)]
     pub(crate) mapping: MappingArgs,
@@ -289,6 +272,30 @@ pub(crate) struct DiffArgs {
     pub(crate) mapping: MappingArgs,
 }
 
+/// What a rollback through terraform sets and allows (`to`, and `guard` when it rolls back).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct RollbackValues {
+    /// Set only the blue/green slot variable: a traffic flip back to the slot that still runs the old release
+    #[arg(long)]
+    pub(crate) only_slot: bool,
+
+    /// A var file terraform reads before the rollback values (repeatable)
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub(crate) var_files: Vec<PathBuf>,
+
+    /// A variable terraform reads before the rollback values, as KEY=VALUE (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub(crate) vars: Vec<String>,
+
+    /// Where to write the rollback variables [default: DIR/tfrollback.tfvars.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) var_file_out: Option<PathBuf>,
+
+    /// With --auto-approve, allow a rollback plan that destroys (or replaces) up to N resources
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) max_destroy: u64,
+}
+
 /// How recorded outputs become input variables for a rollback.
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct MappingArgs {
@@ -340,25 +347,8 @@ pub(crate) struct ToArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
 
-    /// Set only the blue/green slot variable: a traffic flip back to the slot that still runs the old release
-    #[arg(long)]
-    pub(crate) only_slot: bool,
-
-    /// A var file terraform reads before the rollback values (repeatable)
-    #[arg(long = "var-file", value_name = "FILE")]
-    pub(crate) var_files: Vec<PathBuf>,
-
-    /// A variable terraform reads before the rollback values, as KEY=VALUE (repeatable)
-    #[arg(long = "var", value_name = "KEY=VALUE")]
-    pub(crate) vars: Vec<String>,
-
-    /// Where to write the rollback variables [default: DIR/tfrollback.tfvars.json]
-    #[arg(long, value_name = "PATH")]
-    pub(crate) var_file_out: Option<PathBuf>,
-
-    /// With --auto-approve, allow a plan that destroys (or replaces) up to N resources
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) max_destroy: u64,
+    #[command(flatten)]
+    pub(crate) values: RollbackValues,
 
     /// Allow a target whose lineage differs from the current state's
     #[arg(long)]

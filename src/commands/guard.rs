@@ -814,11 +814,7 @@ impl Guard<'_> {
         ToArgs {
             version: Selector::Id(self.target.version_id.clone()),
             dry_run: false,
-            only_slot: a.only_slot,
-            var_files: a.var_files.clone(),
-            vars: a.vars.clone(),
-            var_file_out: a.var_file_out.clone(),
-            max_destroy: a.max_destroy,
+            values: a.values.clone(),
             allow_lineage_change: false,
             mapping: a.mapping.clone(),
             check: CheckArgs {

@@ -421,10 +421,10 @@ impl Rollback<'_> {
     /// `--max-destroy` guards an auto-approved apply; otherwise the person at the terminal
     /// says yes or the rollback is cancelled.
     async fn confirm(&self, counts: &PlanCounts) -> Result<(), Error> {
-        if self.args.run.auto_approve && counts.destroy > self.args.max_destroy {
+        if self.args.run.auto_approve && counts.destroy > self.args.values.max_destroy {
             return Err(Refusal::TooManyDestroys {
                 destroy: counts.destroy,
-                max: self.args.max_destroy,
+                max: self.args.values.max_destroy,
                 selector: self.args.version.to_string(),
             }
             .into());
@@ -746,7 +746,7 @@ async fn preflight(
         &target_state.outputs,
         target.version_id.as_str(),
     )?;
-    if args.only_slot {
+    if args.values.only_slot {
         if mapping.slot().is_none() {
             return Err(Refusal::NoSlotValue {
                 version: target.version_id.clone(),
@@ -782,9 +782,10 @@ async fn preflight(
         ))
     };
 
-    let absolute_files = user_var_files(&args.var_files)?;
+    let absolute_files = user_var_files(&args.values.var_files)?;
     let var_file = absolute(
         &args
+            .values
             .var_file_out
             .clone()
             .unwrap_or_else(|| ctx.settings.workdir.join("tfrollback.tfvars.json")),
@@ -807,7 +808,7 @@ async fn preflight(
         mapping,
         terraform,
         terraform_version,
-        user_var_args: (absolute_files, args.vars.clone()),
+        user_var_args: (absolute_files, args.values.vars.clone()),
         var_file,
         checks,
     }))
