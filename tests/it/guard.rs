@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::support::{HttpStub, SECRET, Sandbox};
+use crate::support::{HttpStub, Run, SECRET, Sandbox};
 
 /// The lab's release history: blue deployed and marked good, then green (v2) deployed. Green
 /// is the deploy guard watches; blue is `last-good`. Returns the sandbox, blue's and green's
@@ -38,6 +38,24 @@ fn phase_results(report: &Value, phase: &str) -> Vec<String> {
         .filter(|r| r["phase"] == json!(phase))
         .map(|r| r["result"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// `tfrollback guard --check CHECK` every second, auto-approved, with room for the fixture's
+/// flip (`--max-destroy 10`), as JSON, and `more`.
+fn guard(sb: &Sandbox, check: &str, more: &[&str]) -> Run {
+    let mut args = vec![
+        "guard",
+        "--check",
+        check,
+        "--interval",
+        "1s",
+        "--auto-approve",
+        "--max-destroy",
+        "10",
+        "--json",
+    ];
+    args.extend_from_slice(more);
+    sb.tfr(&args)
 }
 
 /// Nothing changed: the same versions, no mark on the deploy, no freeze, the lock free.
@@ -117,25 +135,19 @@ fn a_failing_command_check_rolls_back_freezes_the_deploy_and_notifies_in_order()
         r#"cmd:n=$(cat {c} 2>/dev/null || echo 0); echo $((n+1)) > {c}; test "$TF_OUTPUT_active_slot" = blue || test "$n" -lt 1 || {{ echo "error rate 7% on $TF_OUTPUT_active_slot" >&2; exit 1; }}"#,
         c = counter.display()
     );
-    let run = sb
-        .tfr(&[
-            "guard",
-            "--check",
-            &check,
+    let run = guard(
+        &sb,
+        &check,
+        &[
             "--window",
             "1m",
-            "--interval",
-            "1s",
             "--failures",
             "2",
             "--notify",
             &hook.url("/hook"),
-            "--auto-approve",
-            "--max-destroy",
-            "10",
-            "--json",
-        ])
-        .code(6);
+        ],
+    )
+    .code(6);
     assert!(!run.stdout.contains(SECRET) && !run.stderr.contains(SECRET));
     let report = run.json();
     assert_eq!(report["result"], json!("rolled_back"));
@@ -255,22 +267,7 @@ fn an_http_check_templated_from_an_output_rolls_back_when_the_endpoint_answers_5
         _ => (404, "no such page".into()),
     });
     let check = format!("http:{}", app.url("/health/{{ output.active_slot }}"));
-    let report = sb
-        .tfr(&[
-            "guard",
-            "--check",
-            &check,
-            "--window",
-            "1m",
-            "--interval",
-            "1s",
-            "--auto-approve",
-            "--max-destroy",
-            "10",
-            "--json",
-        ])
-        .code(6)
-        .json();
+    let report = guard(&sb, &check, &["--window", "1m"]).code(6).json();
     assert_eq!(report["deploy"]["version_id"], json!(green));
     assert_eq!(
         phase_results(&report, "watch"),
@@ -306,23 +303,12 @@ fn an_alarm_in_alarm_rolls_back_and_one_that_stays_in_alarm_fails_the_rollback_t
     let cw = sb.cloudwatch();
     cw.create_alarm(&alarm);
     cw.set_state(&alarm, "ALARM");
-    let run = sb
-        .tfr(&[
-            "guard",
-            "--check",
-            &format!("alarm:{alarm}"),
-            "--failures",
-            "1",
-            "--window",
-            "3s",
-            "--interval",
-            "1s",
-            "--auto-approve",
-            "--max-destroy",
-            "10",
-            "--json",
-        ])
-        .code(7);
+    let run = guard(
+        &sb,
+        &format!("alarm:{alarm}"),
+        &["--failures", "1", "--window", "3s"],
+    )
+    .code(7);
     let report = run.json();
     assert_eq!(report["result"], json!("rolled_back_unhealthy"));
     assert_eq!(phase_results(&report, "watch"), ["failing"]);
@@ -543,22 +529,7 @@ fn guard_does_not_roll_back_a_deploy_someone_else_replaced_while_it_watched() {
          exit 1",
         c = counter.display()
     );
-    let report = sb
-        .tfr(&[
-            "guard",
-            "--check",
-            &check,
-            "--window",
-            "1m",
-            "--interval",
-            "1s",
-            "--auto-approve",
-            "--max-destroy",
-            "10",
-            "--json",
-        ])
-        .code(1)
-        .json();
+    let report = guard(&sb, &check, &["--window", "1m"]).code(1).json();
     assert_eq!(report["result"], json!("rollback_failed"));
     assert!(
         report["notes"][0]
