@@ -362,6 +362,16 @@ def pairs_within(s3, bucket, key, seconds):
     return sum(1 for a, b in zip(dates, dates[1:]) if (b - a).total_seconds() <= seconds)
 
 
+def machine_cpu_s():
+    """CPU seconds the machine's processes have used since boot, all cores (/proc/stat: user,
+    nice and system time; interrupts and time stolen by a hypervisor are no process's)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]]
+    except (OSError, ValueError):
+        return 0.0
+    return sum(fields) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -1247,6 +1257,7 @@ class Bench:
 
     def run(self):
         self.phases = []
+        machine_at_start = machine_cpu_s()
         self.build()
         self.describe_machine()
         self.base_state()
@@ -1258,6 +1269,15 @@ class Bench:
             self.phase_link()
         self.meta["link_profiles"] = self.link_parameters
         self.meta["benchmark_s"] = round(time.monotonic() - STARTED, 1)
+        # What else ran on the machine meanwhile: its busy CPU time less this driver's and its
+        # reaped descendants' (servers, proxies, every command measured).
+        # Every phase has stopped (and reaped) its server and proxies by now.
+        import resource
+        own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                  for f in ("ru_utime", "ru_stime"))
+        busy = machine_cpu_s() - machine_at_start
+        self.meta["other_cpu_s"] = round(max(busy - own, 0.0), 1)
+        self.meta["machine_busy_cpu_s"] = round(busy, 1)
 
     def cleanup(self):
         for proxy in self.proxies:
@@ -1590,7 +1610,15 @@ def markdown(meta, facts, figs, tgts, phases):
             f"- terraform {meta['terraform']}; moto {meta['moto']} (server mode); Python {meta['python']}, "
             f"boto3 {meta['boto3']}; {meta['aws_cli']}; {meta['jq']}",
             f"- Load average (1 min) when the run started: {meta['loadavg_1m_at_start']:.2f}; per phase in "
-            "\"The S3 server (moto) per phase\"." + (f" **{meta['note']}**" if meta.get("note") else ""),
+            "\"The S3 server (moto) per phase\". Other processes than the benchmark's used "
+            f"{meta['other_cpu_s']:.0f} s of CPU during the run "
+            f"({meta['other_cpu_s'] / max(meta['benchmark_s'] * (meta['cores'] or 1), 1):.0%} of the machine's "
+            f"{meta['cores']} cores over its {meta['benchmark_s']:.0f} s; the benchmark itself "
+            f"{meta['machine_busy_cpu_s'] - meta['other_cpu_s']:.0f} s)"
+            + (": **the machine was shared**, so figures carry more noise than on an idle machine, though "
+               "baselines measured interleaved in the same run keep the ratios meaningful."
+               if meta["other_cpu_s"] > 0.05 * meta["benchmark_s"] * (meta["cores"] or 1) else ".")
+            + (f" **{meta['note']}**" if meta.get("note") else ""),
             "- **The S3 server is moto started with `--lean-listing`**: moto's ListObjectVersions deep-copies "
             "every stored object, bodies included, on every call (and never frees the copies); the flag "
             "replaces that copy with shallow views (same answers, cost proportional to the number of versions "
