@@ -1331,7 +1331,8 @@ def targets(figs, facts):
         (f"diff peak RSS <= {DIFF_RSS_FACTOR:g}x the two states' combined size ({combined / MIB:.1f} MiB)",
          peak("diff") * 1024 / combined, f"<= {DIFF_RSS_FACTOR:g}x",
          peak("diff") * 1024 <= DIFF_RSS_FACTOR * combined, "x"),
-        (f"to: total <= terraform plan + apply + verify + {TO_SLACK_S:g} s (medians)",
+        (f"to previous, {facts.get('to_history_versions', 2)} versions in the history: total <= terraform plan + "
+         f"apply + verify + {TO_SLACK_S:g} s (medians)",
          med("to") - med("to_terraform"), f"<= +{TO_SLACK_S:g} s",
          med("to") <= med("to_terraform") + TO_SLACK_S, "+s"),
     ]
@@ -1367,7 +1368,8 @@ def link_targets(figs, facts):
     possible = b2 / moto_s if moto_s > 0 else float("inf")
     b2_ok = b2 / cold >= LINK_COLD_VS_B2
     bound_note = (f"moto's CPU for the floor's requests: {fmt_s(moto_s)}, so at most {possible:.1f}x is possible "
-                  f"here" + ("; **server-bound here**" if possible < LINK_COLD_VS_B2 else ""))
+                  f"here; the floor itself is {b2 / floor:.1f}x B2, and list cold reads a tail beside each head"
+                  + ("; **server-bound here**" if possible < LINK_COLD_VS_B2 else ""))
     warm = fig("list_warm").link_stat("requests")
     rows = [
         (f"{p}: list cold, all {n} versions: within {LINK_COLD_VS_FLOOR:g}x of the floor (listing + one "
@@ -1381,6 +1383,13 @@ def link_targets(figs, facts):
          warm["max"], f"== {LINK_WARM_REQUESTS} request", warm["max"] == LINK_WARM_REQUESTS, "requests",
          kinds_text(fig("list_warm").link_kinds())),
     ]
+    if f"link_{p}_to" in figs:
+        to, base = med("to"), med("to_terraform")
+        history = facts.get("to_history_versions", 2)
+        rows.append((f"{p}: to previous, {history} versions in the history: total <= terraform plan + apply + "
+                     f"verify through the same link + {TO_SLACK_S:g} s (medians)",
+                     to - base, f"<= +{TO_SLACK_S:g} s", to <= base + TO_SLACK_S, "+s",
+                     f"{fmt_s(to)} against {fmt_s(base)}"))
     return [{"target": t, "measured": m, "threshold": th, "pass": bool(ok), "unit": u, "note": note}
             for t, m, th, ok, u, note in rows]
 
