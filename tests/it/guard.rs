@@ -8,11 +8,9 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::support::{HttpStub, Run, SECRET, Sandbox};
+use crate::support::{HttpStub, Run, SECRET, Sandbox, interrupt_and_wait};
 
 /// The lab's release history: blue deployed and marked good, then green (v2) deployed. Green
 /// is the deploy guard watches; blue is `last-good`. Returns the sandbox, blue's and green's
@@ -460,18 +458,11 @@ fn ctrl_c_while_watching_stops_without_rolling_back() {
         );
         seen.push_str(&line);
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Ctrl-C was ignored while watching"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt_and_wait(
+        &mut child,
+        Duration::from_secs(30),
+        "Ctrl-C was ignored while watching",
+    );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(status.code(), Some(130), "{seen}{rest}");

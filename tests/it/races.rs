@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{LockStyle, Sandbox, deployed};
+use crate::support::{LockStyle, Sandbox, deployed, interrupt_and_wait};
 
 const REPEAT: usize = 20;
 
@@ -180,8 +180,6 @@ fn a_rollback_while_terraform_holds_the_lock_exits_5_or_waits() {
 
 #[test]
 fn ctrl_c_while_waiting_for_the_lock_stops_at_once_and_changes_nothing() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     let sb = deployed(LockStyle::DynamoDb, None);
     // Someone else holds the lock (a lock item terraform itself would show).
     let table = sb.table.clone().unwrap();
@@ -213,18 +211,11 @@ fn ctrl_c_while_waiting_for_the_lock_stops_at_once_and_changes_nothing() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let interrupted = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Ctrl-C was ignored while waiting for the lock"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = interrupt_and_wait(
+        &mut child,
+        Duration::from_secs(30),
+        "Ctrl-C was ignored while waiting for the lock",
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(interrupted.elapsed() < Duration::from_secs(30));

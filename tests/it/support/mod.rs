@@ -28,6 +28,8 @@ pub mod yaml;
 
 pub use http::HttpStub;
 pub use proxy::{Fault, Head, Proxy, Rule, Seen, rounds};
-pub use run::{Logged, Run, find_on_path, run_logged, scrub_env, write_executable};
+pub use run::{
+    Logged, Run, find_on_path, interrupt_and_wait, run_logged, scrub_env, write_executable,
+};
 pub use sandbox::{LockStyle, SECRET, Sandbox, deployed, deployed_on};
 pub use server::{Flavor, free_port, lab, repo_file, repo_root, server};

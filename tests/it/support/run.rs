@@ -178,3 +178,23 @@ pub fn write_executable(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// Sends Ctrl-C's SIGINT to `child` and waits for it to exit; fails the test with `ignored`
+/// when it is still running after `within`.
+pub fn interrupt_and_wait(
+    child: &mut std::process::Child,
+    within: Duration,
+    ignored: &str,
+) -> std::process::ExitStatus {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("send SIGINT");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("cannot wait for child") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{ignored}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
