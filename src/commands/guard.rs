@@ -148,6 +148,7 @@ pub(crate) async fn run(ctx: &Context, args: &GuardArgs) -> Result<Outcome, Erro
         notes: vec![],
         live: ctx.printer.spinner(),
         deploy: start.deploy,
+        deploy_digest: start.deploy_digest,
         target: start.target,
         probes: start.probes,
         prober: start.prober,
@@ -193,6 +194,8 @@ pub(crate) async fn run(ctx: &Context, args: &GuardArgs) -> Result<Outcome, Erro
 /// What the start established: nothing has been changed.
 struct Start {
     deploy: VersionRef,
+    /// The digest of the deploy's recorded outputs, for its freeze.
+    deploy_digest: String,
     target: VersionRef,
     probes: Vec<Probe>,
     prober: Prober,
@@ -275,6 +278,7 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
         .into());
     }
     Ok(Start {
+        deploy_digest: outputs_digest(&outputs),
         deploy,
         target: target_ref,
         probes,
@@ -323,6 +327,7 @@ struct Guard<'a> {
     notes: Vec<String>,
     live: ProgressBar,
     deploy: VersionRef,
+    deploy_digest: String,
     target: VersionRef,
     probes: Vec<Probe>,
     prober: Prober,
@@ -599,7 +604,7 @@ impl Guard<'_> {
         // Frozen first: whatever happens to the rollback, this deploy is not guarded again.
         let mut freeze = Freeze {
             version: self.deploy.clone(),
-            outputs_digest: String::new(),
+            outputs_digest: self.deploy_digest.clone(),
             frozen_at: jiff::Timestamp::now().to_string(),
             who: ctx.settings.identity.user.clone(),
             check: trigger.check.clone(),
@@ -608,13 +613,6 @@ impl Guard<'_> {
             rollback_version_id: None,
             operation_id: None,
             result: None,
-        };
-        freeze.outputs_digest = match self.deploy_outputs().await {
-            Ok(outputs) => outputs_digest(&outputs),
-            Err(e) => {
-                self.note(format!("the deploy's outputs could not be read again ({e}); the freeze names its version only"));
-                String::new()
-            }
         };
         let mut frozen = self.save_freeze(&freeze).await;
         self.notifier.send(
@@ -774,24 +772,6 @@ impl Guard<'_> {
         let current = selector::current(&listing, &self.ctx.location())?;
         let body = self.ctx.read_text(&current).await?;
         let state = self.ctx.parse(&current.version_id, &body)?;
-        Ok(output_summaries(&state.outputs))
-    }
-
-    async fn deploy_outputs(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, OutputSummary>, Error> {
-        let listing = self.ctx.listing(&[], Freshness::Live).await?;
-        let deploy = listing
-            .versions
-            .iter()
-            .find(|v| v.version_id == self.deploy.version_id)
-            .cloned()
-            .ok_or_else(|| selector::SelectorError::Unknown {
-                id: self.deploy.version_id.clone(),
-                location: self.ctx.location(),
-            })?;
-        let body = self.ctx.read_text(&deploy).await?;
-        let state = self.ctx.parse(&deploy.version_id, &body)?;
         Ok(output_summaries(&state.outputs))
     }
 
