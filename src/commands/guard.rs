@@ -6,6 +6,7 @@
 //! Phases: start (every check validated and run once, the target resolved, fail-closed),
 //! watch, and either pass (mark) or roll back, freeze and validate.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -149,6 +150,7 @@ pub(crate) async fn run(ctx: &Context, args: &GuardArgs) -> Result<Outcome, Erro
         live: ctx.printer.spinner(),
         deploy: start.deploy,
         deploy_digest: start.deploy_digest,
+        target_outputs: start.target_outputs,
         target: start.target,
         probes: start.probes,
         prober: start.prober,
@@ -196,6 +198,9 @@ struct Start {
     deploy: VersionRef,
     /// The digest of the deploy's recorded outputs, for its freeze.
     deploy_digest: String,
+    /// The target's outputs: what the rolled-back version holds (`to` verifies it), for the
+    /// checks that validate the rollback.
+    target_outputs: BTreeMap<String, OutputSummary>,
     target: VersionRef,
     probes: Vec<Probe>,
     prober: Prober,
@@ -279,6 +284,7 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
     }
     Ok(Start {
         deploy_digest: outputs_digest(&outputs),
+        target_outputs: output_summaries(&target_state.outputs),
         deploy,
         target: target_ref,
         probes,
@@ -292,7 +298,7 @@ async fn start(ctx: &Context, args: &GuardArgs) -> Result<Start, Error> {
 async fn refuse_frozen(
     ctx: &Context,
     deploy: &VersionRef,
-    outputs: &std::collections::BTreeMap<String, OutputSummary>,
+    outputs: &BTreeMap<String, OutputSummary>,
 ) -> Result<(), Error> {
     let digest = outputs_digest(outputs);
     for f in ctx.store.freezes.list().await? {
@@ -328,6 +334,7 @@ struct Guard<'a> {
     live: ProgressBar,
     deploy: VersionRef,
     deploy_digest: String,
+    target_outputs: BTreeMap<String, OutputSummary>,
     target: VersionRef,
     probes: Vec<Probe>,
     prober: Prober,
@@ -727,14 +734,7 @@ impl Guard<'_> {
     /// The checks again, against the rolled-back version: healthy once every check passed
     /// `--failures` times in a row within the next window.
     async fn validate(&mut self) -> bool {
-        let outputs = match self.current_outputs().await {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                self.note(format!("the rollback could not be validated: {e}"));
-                return false;
-            }
-        };
-        self.probes = match prepare_all(&self.args.check.checks, &outputs) {
+        self.probes = match prepare_all(&self.args.check.checks, &self.target_outputs) {
             Ok(probes) => probes,
             Err(e) => {
                 self.note(format!(
@@ -763,16 +763,6 @@ impl Guard<'_> {
         }
         self.live.finish_and_clear();
         false
-    }
-
-    async fn current_outputs(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, OutputSummary>, Error> {
-        let listing = self.ctx.listing(&[], Freshness::Live).await?;
-        let current = selector::current(&listing, &self.ctx.location())?;
-        let body = self.ctx.read_text(&current).await?;
-        let state = self.ctx.parse(&current.version_id, &body)?;
-        Ok(output_summaries(&state.outputs))
     }
 
     async fn save_freeze(&mut self, freeze: &Freeze) -> bool {
