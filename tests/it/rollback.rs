@@ -18,32 +18,6 @@ const ROLLBACK: &[&str] = &[
     "--json",
 ];
 
-/// No lock is left: neither a lock file nor a DynamoDB lock item.
-fn assert_unlocked(sb: &Sandbox) {
-    assert!(
-        !sb.s3().exists(&format!("{}.tflock", sb.key)),
-        "lock file left behind"
-    );
-    if let Some(table) = &sb.table {
-        assert_eq!(
-            sb.dynamodb().get(table, &sb.lock_id()),
-            None,
-            "DynamoDB lock left behind"
-        );
-    }
-}
-
-/// The DynamoDB digest matches the current state bytes, as terraform will check.
-fn assert_digest_matches(sb: &Sandbox) {
-    let Some(table) = &sb.table else { return };
-    let md5 = sb.state_md5();
-    let item = sb
-        .dynamodb()
-        .get(table, &sb.digest_id())
-        .expect("digest item");
-    assert_eq!(item.get("Digest"), Some(&md5));
-}
-
 /// A plain `terraform plan -detailed-exitcode` with these variables.
 fn plain_plan(sb: &Sandbox, vars: &[(&str, &str)]) -> i32 {
     let mut args = vec![
@@ -104,8 +78,8 @@ fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
     for id in &before {
         assert!(sb.version_ids().contains(id), "version {id} was lost");
     }
-    assert_unlocked(&sb);
-    assert_digest_matches(&sb);
+    sb.assert_unlocked();
+    sb.assert_digest_matches();
     // The defaults are blue/v1: the rolled-back infrastructure is what a plain plan expects.
     assert_eq!(plain_plan(&sb, &[]), 0);
     // The var file says what was applied.
@@ -127,8 +101,8 @@ fn a_blue_green_flip_goes_back_and_forth_and_terraform_converges() {
         plain_plan(&sb, &[("active_slot", "green"), ("green_version", "v2")]),
         0
     );
-    assert_unlocked(&sb);
-    assert_digest_matches(&sb);
+    sb.assert_unlocked();
+    sb.assert_digest_matches();
     let status = sb.tfr(&["status", "--json"]).ok().json();
     assert_eq!(status["lock"], Value::Null);
     assert_eq!(status["unfinished"], Value::Null);
@@ -144,8 +118,8 @@ fn a_lock_file_backend_is_locked_and_released_the_same_way() {
             sb.current_state()["outputs"]["active_slot"]["value"],
             json!("blue")
         );
-        assert_unlocked(&sb);
-        assert_digest_matches(&sb);
+        sb.assert_unlocked();
+        sb.assert_digest_matches();
         // Each lock leaves a .tflock version behind in a versioned bucket: ours was there.
         assert!(sb.s3().versions(&format!("{}.tflock", sb.key)).len() >= 6);
         assert_eq!(plain_plan(&sb, &[]), 0);
@@ -221,8 +195,8 @@ fn a_failing_apply_restores_the_snapshot_and_terraform_still_works() {
             .any(|o| o["address"] == "terraform_data.router" && o["id"] == router_now),
         "{report:#}"
     );
-    assert_unlocked(&sb);
-    assert_digest_matches(&sb);
+    sb.assert_unlocked();
+    sb.assert_digest_matches();
     // terraform reads the restored state without a checksum error; it sees drift, not errors.
     assert_ne!(
         plain_plan(&sb, &[("active_slot", "green"), ("green_version", "v2")]),
@@ -284,7 +258,7 @@ fn someone_elses_lock_gives_exit_5_and_is_never_broken() {
         sb.current_state()["outputs"]["active_slot"]["value"],
         json!("blue")
     );
-    assert_unlocked(&sb);
+    sb.assert_unlocked();
 }
 
 #[test]
@@ -321,7 +295,7 @@ fn dry_run_plans_and_changes_nothing() {
         sb.current_state()["outputs"]["active_slot"]["value"],
         json!("green")
     );
-    assert_unlocked(&sb);
+    sb.assert_unlocked();
     assert_eq!(
         sb.tfr(&["status", "--json"]).ok().json()["unfinished"],
         Value::Null
@@ -337,7 +311,7 @@ fn without_a_terminal_or_auto_approve_it_fails_at_once() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
     assert_eq!(sb.version_ids(), before);
-    assert_unlocked(&sb);
+    sb.assert_unlocked();
     assert!(
         !sb.dir.join(".tfrollback").exists(),
         "no journal, no snapshot"
@@ -351,7 +325,7 @@ fn the_destroy_guard_refuses_unexpected_destruction() {
     let run = sb.tfr(&["to", "previous", "--auto-approve"]).code(1);
     assert!(run.stderr.contains("--max-destroy"), "{}", run.stderr);
     assert_eq!(sb.version_ids(), before);
-    assert_unlocked(&sb);
+    sb.assert_unlocked();
 }
 
 #[test]
@@ -422,8 +396,8 @@ fn sigkill_mid_apply_is_recoverable() {
     for id in &before {
         assert!(sb.version_ids().contains(id), "version {id} was lost");
     }
-    assert_unlocked(&sb);
-    assert_digest_matches(&sb);
+    sb.assert_unlocked();
+    sb.assert_digest_matches();
     assert_ne!(
         plain_plan(&sb, &[("active_slot", "green"), ("green_version", "v2")]),
         1
@@ -444,7 +418,7 @@ fn a_target_from_a_newer_terraform_is_refused() {
     let run = sb.tfr(ROLLBACK).code(1);
     assert!(run.stderr.contains("terraform 9.9.9"), "{}", run.stderr);
     assert_eq!(sb.version_ids(), before);
-    assert_unlocked(&sb);
+    sb.assert_unlocked();
 }
 
 #[test]

@@ -68,34 +68,6 @@ fn lock_file_versions(sb: &Sandbox) -> usize {
         .count()
 }
 
-/// Neither a lock file nor a DynamoDB lock item is left.
-fn assert_unlocked(sb: &Sandbox) {
-    assert!(
-        !sb.s3().exists(&format!("{}.tflock", sb.key)),
-        "lock file left behind"
-    );
-    if let Some(table) = &sb.table {
-        assert_eq!(
-            sb.dynamodb().get(table, &sb.lock_id()),
-            None,
-            "DynamoDB lock item left behind"
-        );
-    }
-}
-
-/// Where the backend has a DynamoDB table, its digest is the MD5 of the current state bytes,
-/// as terraform checks on every read. Without a table there is no digest to keep.
-fn assert_digest_matches(sb: &Sandbox) {
-    if let Some(table) = &sb.table {
-        let item = sb.dynamodb().get(table, &sb.digest_id());
-        assert_eq!(
-            item.and_then(|i| i.get("Digest").cloned()),
-            Some(sb.state_md5()),
-            "the DynamoDB digest does not match the state"
-        );
-    }
-}
-
 /// `terraform plan -detailed-exitcode` with these variables: 0 when the infrastructure is
 /// what the configuration asks for, 2 when it drifted, 1 when terraform refuses the state.
 fn plan(sb: &Sandbox, vars: &[(&str, &str)]) -> i32 {
@@ -289,8 +261,8 @@ fn rolls_back_to_previous(flavor: Flavor) {
         "the rollback never wrote {}.tflock",
         sb.key
     );
-    assert_unlocked(&sb);
-    assert_digest_matches(&sb);
+    sb.assert_unlocked();
+    sb.assert_digest_matches();
     // Blue with v1 everywhere is the fixture's default: terraform sees nothing to do.
     assert_eq!(plan(&sb, &[]), 0);
 
@@ -341,7 +313,7 @@ fn guards_a_deploy_and_freezes_it(flavor: Flavor) {
     assert_eq!(report["result"], json!("rolled_back"));
     assert_eq!(sb.current_output("active_slot"), json!("blue"));
     assert_kept(&sb, &before);
-    assert_unlocked(&sb);
+    sb.assert_unlocked();
     let frozen_key = format!("{}.tfrollback/frozen/{}.json", sb.key, before[0]);
     assert!(
         sb.s3().exists(&frozen_key),
@@ -434,8 +406,8 @@ fn recovers_after_a_kill(flavor: Flavor) {
     );
     assert_eq!(after["lineage"], snapshot["lineage"]);
     assert_kept(&sb, &before);
-    assert_unlocked(&sb);
-    assert_digest_matches(&sb);
+    sb.assert_unlocked();
+    sb.assert_digest_matches();
     // The apply was cut short: terraform reads the state (0 or 2), and one apply converges.
     plan(&sb, &[("active_slot", "green"), ("green_version", "v2")]);
     sb.apply(&[("active_slot", "green"), ("green_version", "v2")]);

@@ -16,6 +16,11 @@ use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 
 use super::server::REGION;
 
+/// The lab servers' credentials (they accept any).
+fn lab_credentials() -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new("test", "test", None, None, "tfr-lab")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,12 +82,12 @@ pub struct S3 {
 
 impl S3 {
     pub fn new(endpoint: &str, bucket: &str) -> S3 {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        use aws_sdk_s3::config::{BehaviorVersion, Region};
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tfr-lab"))
+            .credentials_provider(lab_credentials())
             .force_path_style(true)
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
@@ -414,12 +419,12 @@ pub struct Dynamo {
 
 impl Dynamo {
     pub fn new(endpoint: &str) -> Dynamo {
-        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
         let config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tfr-lab"))
+            .credentials_provider(lab_credentials())
             .build();
         Dynamo {
             client: aws_sdk_dynamodb::Client::from_conf(config),
@@ -512,12 +517,12 @@ pub struct CloudWatch {
 
 impl CloudWatch {
     pub fn new(endpoint: &str) -> CloudWatch {
-        use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+        use aws_sdk_cloudwatch::config::{BehaviorVersion, Region};
         let config = aws_sdk_cloudwatch::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tfr-lab"))
+            .credentials_provider(lab_credentials())
             .build();
         CloudWatch {
             client: aws_sdk_cloudwatch::Client::from_conf(config),

@@ -481,4 +481,34 @@ impl Sandbox {
     pub fn cloudwatch(&self) -> crate::support::aws::CloudWatch {
         crate::support::aws::CloudWatch::new(&self.endpoint)
     }
+
+    /// No lock is left: neither a lock file nor a DynamoDB lock item.
+    #[track_caller]
+    pub fn assert_unlocked(&self) {
+        assert!(
+            !self.s3().exists(&format!("{}.tflock", self.key)),
+            "lock file left behind"
+        );
+        if let Some(table) = &self.table {
+            assert_eq!(
+                self.dynamodb().get(table, &self.lock_id()),
+                None,
+                "DynamoDB lock item left behind"
+            );
+        }
+    }
+
+    /// Where the backend has a DynamoDB table, its digest is the MD5 of the current state
+    /// bytes, as terraform checks on every read. Without a table there is no digest to keep.
+    #[track_caller]
+    pub fn assert_digest_matches(&self) {
+        if let Some(table) = &self.table {
+            let item = self.dynamodb().get(table, &self.digest_id());
+            assert_eq!(
+                item.and_then(|i| i.get("Digest").cloned()),
+                Some(self.state_md5()),
+                "the DynamoDB digest does not match the state"
+            );
+        }
+    }
 }
